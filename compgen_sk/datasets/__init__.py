@@ -1,0 +1,20 @@
+"""Compositional datasets whose samples know their in-domain / out-of-domain split.
+
+Every loader returns a :class:`~sklearn.utils.Bunch` in the manner of
+:func:`sklearn.datasets.load_digits`, with ground-truth slot ``latents``, a
+``concepts`` table (one column per slot and concept), an ``ood`` mask and the id of
+each sample's slot-value ``combination``.
+"""
+
+from ._additive import make_additive
+from ._digits import make_digit_compositions
+from ._pug import load_pug
+from ._sprites import make_sprites, render_sprites
+
+__all__ = [
+    "load_pug",
+    "make_additive",
+    "make_digit_compositions",
+    "make_sprites",
+    "render_sprites",
+]

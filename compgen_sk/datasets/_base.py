@@ -1,0 +1,57 @@
+"""The Bunch every dataset returns, built in one place."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils import Bunch
+
+
+def build_bunch(
+    *,
+    images=None,
+    data=None,
+    latents,
+    latent_names,
+    concepts,
+    ood,
+    combination,
+    descr,
+    return_X_y,
+    **extra,
+):
+    """Assemble the dataset Bunch, or ``(X, latents)`` with ``return_X_y``.
+
+    ``X`` is ``images`` (n, C, H, W) for image datasets and ``data`` (n, d) for vector
+    datasets; ``data`` is always the flattened view of ``images`` where there are some.
+    """
+    if images is not None:
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        data = images.reshape(len(images), -1)
+    else:
+        data = np.ascontiguousarray(data, dtype=np.float32)
+    latents = np.ascontiguousarray(latents, dtype=np.float32)
+    if return_X_y:
+        return (images if images is not None else data), latents
+    bunch = Bunch(
+        data=data,
+        latents=latents,
+        latent_names=list(latent_names),
+        concepts=concepts,
+        ood=np.asarray(ood, dtype=bool),
+        combination=np.asarray(combination, dtype=np.int64),
+        DESCR=descr,
+        **extra,
+    )
+    if images is not None:
+        bunch.images = images
+    return bunch
+
+
+SPLIT_DOC = """
+    The Bunch has the fields ``images`` (n, C, H, W) float32 in [0, 1] (image datasets
+    only), ``data`` (the images flattened, or the vectors), ``latents`` (n, K, m)
+    ground-truth slot latents named by ``latent_names``, ``concepts`` (a DataFrame
+    with one column ``"<slot>_<concept>"`` per slot and concept), ``ood`` (True for a
+    slot combination held out of ID), ``combination`` (integer id of the binned
+    slot-value combination) and ``DESCR``.
+"""
