@@ -1,0 +1,22 @@
+"""compgen-sk: compositional generalization through generative inversion.
+
+scikit-learn estimators that perceive images (or vectors) as slots by inverting a
+decoder with the right inductive bias — online by gradient search, offline by
+generative replay — next to the non-generative encoder baseline, with datasets that
+know their in-domain / out-of-domain split and tools to score generalization to
+held-out slot combinations.
+"""
+
+from .estimators import EncoderBaseline, GenerativeInverter, ReplayEncoder
+from .model_selection import HeldOutCombinations, train_test_split_combinations
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EncoderBaseline",
+    "GenerativeInverter",
+    "HeldOutCombinations",
+    "ReplayEncoder",
+    "__version__",
+    "train_test_split_combinations",
+]

@@ -218,5 +218,7 @@ def train_test_split_combinations(*arrays, concepts, test_size=0.25, random_stat
     cv = HeldOutCombinations(n_splits=1, test_size=test_size, random_state=random_state)
     train, test = next(cv.split(arrays[0], groups=concepts))
     return [
-        part for a in arrays for part in (_safe_indexing(a, train), _safe_indexing(a, test))
+        part
+        for a in arrays
+        for part in (_safe_indexing(a, train), _safe_indexing(a, test))
     ]

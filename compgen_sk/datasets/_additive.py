@@ -146,7 +146,9 @@ def make_additive(
     support_ = Support(support, spec, delta, n_bins, holdout_fraction, design_seed)
     u, ood = draw_split(rng, n_samples, n_slots, support_, split)
     latents = spec.from_unit(u)
-    generator = AdditiveGenerator(n_slots, slot_dim, n_features, interaction, design_seed)
+    generator = AdditiveGenerator(
+        n_slots, slot_dim, n_features, interaction, design_seed
+    )
     data = generator(latents.astype(np.float64))
     if noise:
         data = data + noise * rng.standard_normal(data.shape)

@@ -179,9 +179,9 @@ def make_digit_compositions(
     colour_map = np.repeat(colour, cell, axis=1)  # (n, n_slots*cell, 3)
     images = canvas[:, None] * colour_map.transpose(0, 2, 1)[:, :, None, :]
 
-    latents = np.stack(
-        [classes, shift[..., 0], shift[..., 1], hue], axis=2
-    ).astype(np.float32)
+    latents = np.stack([classes, shift[..., 0], shift[..., 1], hue], axis=2).astype(
+        np.float32
+    )
     names = [str(c) for c in range(n_classes)]
     concepts = pd.DataFrame(
         {

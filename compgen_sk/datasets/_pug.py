@@ -170,7 +170,9 @@ def load_pug(
     ).astype(np.int64)
     counts = (len(animal_names), len(background_names))
     ood = random_holdout(classes, counts, holdout_fraction, design_seed)
-    keep = np.ones(len(frame), dtype=bool) if split == "all" else ood == (split == "ood")
+    keep = (
+        np.ones(len(frame), dtype=bool) if split == "all" else ood == (split == "ood")
+    )
     rows = np.flatnonzero(keep)
     if n_samples is not None and n_samples < len(rows):
         rows = np.sort(check_random_state(random_state).choice(rows, n_samples, False))

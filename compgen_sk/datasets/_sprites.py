@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
@@ -96,7 +97,7 @@ def render_sprites(latents, image_size, shapes, *, device="cpu"):
     """
     n, n_slots, _ = latents.shape
     out = np.empty((n, 3, image_size, image_size), dtype=np.float32)
-    centres = (torch.arange(image_size, dtype=torch.float32, device=device) + 0.5)
+    centres = torch.arange(image_size, dtype=torch.float32, device=device) + 0.5
     py, px = torch.meshgrid(centres / image_size, centres / image_size, indexing="ij")
     pixels = torch.stack([px.reshape(-1), py.reshape(-1)], dim=1)  # (P, 2)
     # A convex polygon's signed distance is the largest signed distance to its edge
@@ -134,7 +135,9 @@ def render_sprites(latents, image_size, shapes, *, device="cpu"):
             alpha = distance.mul_(-image_size).add_(0.5).clamp_(0, 1).unsqueeze(1)
             colour = hue_to_rgb(z[:, k, 4]).unsqueeze(2)
             canvas.addcmul_(alpha, colour - canvas)
-        out[start : start + len(z)] = canvas.view(len(z), 3, image_size, image_size).cpu()
+        out[start : start + len(z)] = canvas.view(
+            len(z), 3, image_size, image_size
+        ).cpu()
     return out
 
 

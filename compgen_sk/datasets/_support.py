@@ -310,7 +310,9 @@ def draw_split(rng, n_samples, n_slots, support, split, accept_ood=None):
         flags.append(np.zeros(n_id, dtype=bool))
     if n_ood:
         parts.append(
-            sample_unit_latents(rng, n_ood, n_slots, support, ood=True, accept=accept_ood)
+            sample_unit_latents(
+                rng, n_ood, n_slots, support, ood=True, accept=accept_ood
+            )
         )
         flags.append(np.ones(n_ood, dtype=bool))
     u, ood = np.concatenate(parts), np.concatenate(flags)

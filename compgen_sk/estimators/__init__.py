@@ -1,0 +1,7 @@
+"""The slot estimators: scikit-learn transformers that own skorch nets."""
+
+from .baseline import EncoderBaseline
+from .generative import GenerativeInverter
+from .replay import ReplayEncoder
+
+__all__ = ["EncoderBaseline", "GenerativeInverter", "ReplayEncoder"]

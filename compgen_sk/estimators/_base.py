@@ -1,0 +1,323 @@
+"""What the three estimators share: validation, seeding, device, the skorch net,
+batched inference, feature names and tags."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import (
+    _check_feature_names,
+    check_array,
+    check_is_fitted,
+)
+from skorch import NeuralNet
+from skorch.dataset import ValidSplit
+from torch import nn
+
+from ..inversion import search_latents
+from ..metrics import reconstruction_r2
+from ..modules import SlotEncoder, infer_out_features, make_backbone
+from ._loaders import BatchLoader
+
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+}
+# Rows per forward pass when encoding or decoding without gradient.
+_INFERENCE_BATCH = 512
+
+
+def _positive_int(low=1):
+    return [Interval(Integral, low, None, closed="left")]
+
+
+class SlotEstimatorBase(TransformerMixin, BaseEstimator):
+    """Base class of the slot estimators; not for direct use.
+
+    Subclasses declare their parameters in ``__init__`` and implement ``fit``;
+    this class validates inputs (2-D vectors or 4-D images, arrays or
+    DataFrames), seeds torch, resolves the device, builds encoders and skorch
+    nets, and runs batched encoding, search and decoding.
+    """
+
+    _parameter_constraints: dict = {
+        "encoder": [StrOptions({"auto", "cnn", "mlp"}), nn.Module],
+        "encoder_params": [dict, None],
+        "batch_size": _positive_int(),
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "optimizer": [StrOptions(set(OPTIMIZERS)), type],
+        "optimizer_params": [dict, None],
+        "device": [str, torch.device],
+        "callbacks": [list, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+    _search_constraints: dict = {
+        "search_steps": _positive_int(0),
+        "search_lr": [Interval(Real, 0, None, closed="neither")],
+        "search_batch_size": _positive_int(),
+        "search_tol": [Interval(Real, 0, None, closed="left")],
+    }
+
+    # ------------------------------------------------------------------ inputs
+
+    def _validate_X(self, X, *, reset):
+        """Check X and return it as a float array of shape (n, d) or (n, C, H, W).
+
+        Nothing is copied unless the dtype must change; callers convert batches.
+        """
+        _check_feature_names(self, X, reset=reset)
+        X = check_array(
+            X,
+            allow_nd=True,
+            dtype=[np.float32, np.float64],
+            input_name="X",
+            estimator=self,
+        )
+        if X.ndim not in (2, 4):
+            raise ValueError(
+                f"X must be vectors (n_samples, n_features) or images "
+                f"(n_samples, channels, height, width); got shape {X.shape}."
+            )
+        shape = tuple(X.shape[1:])
+        if reset:
+            self.input_shape_ = shape
+            self.n_features_in_ = math.prod(shape)
+        elif shape != self.input_shape_:
+            if X.ndim == 2 and len(self.input_shape_) == 1:
+                raise ValueError(
+                    f"X has {shape[0]} features, but {type(self).__name__} is "
+                    f"expecting {self.n_features_in_} features as input."
+                )
+            raise ValueError(
+                f"X has samples of shape {shape}, but {type(self).__name__} was "
+                f"fitted on samples of shape {self.input_shape_}."
+            )
+        return X
+
+    def _validate_slots(self, Z):
+        """Check slot arrays (n, K * d) or (n, K, d) against the fitted encoder."""
+        encoder = self._encoder()
+        K, d = encoder.n_slots, encoder.slot_dim
+        Z = check_array(
+            Z,
+            allow_nd=True,
+            dtype=[np.float32, np.float64],
+            input_name="Z",
+            estimator=self,
+        )
+        if Z.shape[1:] not in ((K * d,), (K, d)):
+            raise ValueError(
+                f"Z must have shape (n, {K * d}) or (n, {K}, {d}) for {K} slots of "
+                f"dimension {d}; got {Z.shape}."
+            )
+        return Z.reshape(len(Z), K, d)
+
+    # ------------------------------------------------------------ torch set-up
+
+    def _device(self):
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(
+                f"device={self.device!r} is not a torch device; use e.g. 'cpu' or 'cuda'."
+            ) from exc
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"device={self.device!r} was requested, but CUDA is not available on "
+                "this machine; use device='cpu'."
+            )
+        return device
+
+    @contextlib.contextmanager
+    def _seeded(self):
+        """Run the block with torch's generators seeded from ``random_state`` and
+        restored afterwards, so fitting neither depends on nor disturbs them."""
+        seed = int(
+            check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        )
+        device = self._device()
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            yield
+
+    def _build_encoder(self, input_shape, n_slots, slot_dim, vae=False):
+        """The slot encoder named by ``encoder`` (a user module is copied first)."""
+        params = dict(self.encoder_params or {})
+        if isinstance(self.encoder, nn.Module):
+            backbone = copy.deepcopy(self.encoder)
+        else:
+            kind = self.encoder
+            if kind == "auto":
+                kind = "cnn" if len(input_shape) == 3 else "mlp"
+            try:
+                backbone = make_backbone(kind, input_shape, **params)
+            except TypeError as exc:
+                raise ValueError(
+                    f"encoder_params={params!r} do not fit encoder={kind!r}: {exc}"
+                ) from exc
+        n_features = infer_out_features(backbone, input_shape)
+        return SlotEncoder(backbone, n_features, n_slots, slot_dim, vae=vae)
+
+    def _make_net(self, module, *, net_class=NeuralNet, criterion=nn.MSELoss, **kwargs):
+        """A skorch net around ``module`` with the estimator's training settings."""
+        optimizer = self.optimizer
+        if isinstance(optimizer, str):
+            optimizer = OPTIMIZERS[optimizer]
+        fraction = getattr(self, "validation_fraction", None)
+        optimizer_params = {
+            f"optimizer__{k}": v for k, v in (self.optimizer_params or {}).items()
+        }
+        settings = dict(
+            module=module,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            iterator_train=BatchLoader,
+            iterator_train__shuffle=True,
+            iterator_valid=BatchLoader,
+            train_split=ValidSplit(fraction, random_state=0) if fraction else None,
+            callbacks=copy.deepcopy(self.callbacks),
+            device=self._device(),
+            verbose=self.verbose,
+        )
+        settings.update(optimizer_params)
+        settings.update(kwargs)
+        return net_class(**settings)
+
+    def _fit_net(self, net, X, y=None):
+        """Train ``net``; tensors are copied so that the caller's arrays never change."""
+        X = torch.tensor(X, dtype=torch.float32) if isinstance(X, np.ndarray) else X
+        y = torch.tensor(y, dtype=torch.float32) if isinstance(y, np.ndarray) else y
+        try:
+            net.fit(X, y)
+        except TypeError as exc:
+            if "optimizer" in str(exc):
+                raise ValueError(
+                    f"optimizer_params={self.optimizer_params!r} do not fit the "
+                    f"optimizer: {exc}"
+                ) from exc
+            raise
+        return net
+
+    # -------------------------------------------------------------- inference
+
+    def _encoder(self):
+        """The fitted slot encoder."""
+        raise NotImplementedError
+
+    def _inference_device(self):
+        return torch.device(self.net_.device)
+
+    @contextlib.contextmanager
+    def _eval(self, *modules):
+        """Eval mode (no dropout, no VAE sampling) for the block; restored after."""
+        modes = [m.training for m in modules]
+        for m in modules:
+            m.eval()
+        try:
+            yield
+        finally:
+            for m, mode in zip(modules, modes):
+                m.train(mode)
+
+    def _batches(self, array, batch_size):
+        device = self._inference_device()
+        for start in range(0, len(array), batch_size):
+            chunk = torch.tensor(array[start : start + batch_size], dtype=torch.float32)
+            yield start, chunk.to(device)
+
+    def _encode_array(self, X):
+        encoder = self._encoder()
+        out = np.empty((len(X), encoder.n_slots, encoder.slot_dim), dtype=np.float32)
+        with self._eval(encoder), torch.no_grad():
+            for start, x in self._batches(X, _INFERENCE_BATCH):
+                out[start : start + len(x)] = encoder(x).cpu().numpy()
+        return out
+
+    def _decode_array(self, decoder, Z, *, per_slot=False):
+        """Decode slots (n, K, d) in batches; ``per_slot`` keeps each slot's
+        rendering apart (n, K, *input_shape_) through ``decoder.render_slots``."""
+        render = decoder.render_slots if per_slot else decoder
+        shape = (Z.shape[1], *self.input_shape_) if per_slot else self.input_shape_
+        out = np.empty((len(Z), *shape), dtype=np.float32)
+        with self._eval(decoder), torch.no_grad():
+            for start, z in self._batches(Z, _INFERENCE_BATCH):
+                out[start : start + len(z)] = render(z).cpu().numpy()
+        return out
+
+    def _invert_array(self, X, decoder, steps):
+        """Encoder guess refined by ``steps`` of batched search, in chunks of
+        ``search_batch_size`` so that memory stays bounded whatever ``len(X)``."""
+        encoder = self._encoder()
+        out = np.empty((len(X), encoder.n_slots, encoder.slot_dim), dtype=np.float32)
+        chunks = self._batches(X, self.search_batch_size)
+        if self.verbose and steps:
+            from tqdm.auto import tqdm
+
+            total = math.ceil(len(X) / self.search_batch_size)
+            chunks = tqdm(chunks, total=total, desc="search", unit="batch")
+        with self._eval(encoder, decoder):
+            for start, x in chunks:
+                with torch.no_grad():
+                    z = encoder(x)
+                if steps:
+                    z, _, _ = search_latents(
+                        decoder,
+                        x,
+                        z,
+                        steps=steps,
+                        lr=self.search_lr,
+                        tol=self.search_tol,
+                    )
+                out[start : start + len(x)] = z.cpu().numpy()
+        return out
+
+    # ------------------------------------------------------------- sklearn API
+
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names ``slot{k}_{j}``.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str
+        """
+        check_is_fitted(self)
+        encoder = self._encoder()
+        return np.asarray(
+            [
+                f"slot{k}_{j}"
+                for k in range(encoder.n_slots)
+                for j in range(encoder.slot_dim)
+            ],
+            dtype=object,
+        )
+
+    def _flat(self, slots):
+        return slots.reshape(len(slots), -1)
+
+    def _reconstruction_score(self, X):
+        return reconstruction_r2(self, X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.non_deterministic = False
+        return tags

@@ -1,0 +1,61 @@
+"""Batch iterators handed to skorch as ``iterator_train`` / ``iterator_valid``.
+
+skorch's default DataLoader indexes and collates one sample at a time; for small
+images that costs more than the network. These iterators slice whole tensors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+_NO_TARGET = torch.zeros(1)
+
+
+class BatchLoader:
+    """Mini-batches sliced from the tensors of a skorch ``Dataset``.
+
+    Parameters
+    ----------
+    dataset : skorch.dataset.Dataset
+        Holding tensors ``X`` and ``y`` (or ``y=None``).
+    batch_size : int
+    shuffle : bool, default=False
+        Draw a new order every pass, from torch's global generator (which the
+        estimators seed).
+    """
+
+    def __init__(self, dataset, batch_size=128, shuffle=False):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+
+    def __len__(self):
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def __iter__(self):
+        X, y = self.dataset.X, self.dataset.y
+        n = len(X)
+        order = torch.randperm(n) if self.shuffle else torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield X[index], (_NO_TARGET if y is None else y[index])
+
+
+class StreamLoader:
+    """Batches of a dataset that produces whole batches itself (``iter_batches``).
+
+    Used for :class:`~compgen_sk.inversion.ReplayStream`, which renders fresh
+    samples every pass.
+    """
+
+    def __init__(self, dataset, batch_size=128, **ignored):
+        self.dataset = dataset
+        self.batch_size = batch_size
+
+    def __len__(self):
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def __iter__(self):
+        return self.dataset.iter_batches(self.batch_size)

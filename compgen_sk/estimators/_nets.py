@@ -1,0 +1,89 @@
+"""skorch nets whose loss composes the terms of METHOD.md §3."""
+
+from __future__ import annotations
+
+import math
+
+from skorch import NeuralNet
+from skorch.utils import to_tensor
+from torch import nn
+
+from ..inversion import consistency_loss, matched_slot_mse
+
+
+class SlotAutoencoderNet(NeuralNet):
+    """Trains a :class:`~compgen_sk.modules.SlotAutoencoder`; only ``get_loss``
+    differs from skorch's :class:`~skorch.NeuralNet`.
+
+    The loss is the reconstruction error (per-element mean squared error,
+    Eq. 4.2), plus ``beta`` times the KL term per feature when the encoder has a
+    VAE head, plus ``interaction_weight`` times the decoder's interaction penalty
+    where it defines one, plus — during training, after ``consistency_warmup``
+    epochs — ``consistency_weight`` times the compositional-consistency loss.
+    Each term is recorded per batch in the history (``train_reconstruction`` …).
+
+    Parameters
+    ----------
+    beta, interaction_weight, consistency_weight : float
+    consistency_warmup : int
+        Epochs before the consistency loss starts.
+    recombination : {"shuffle", "pool"}
+        How the consistency loss recombines slots.
+    """
+
+    def __init__(
+        self,
+        *args,
+        beta=1.0,
+        interaction_weight=0.0,
+        consistency_weight=0.0,
+        consistency_warmup=0,
+        recombination="shuffle",
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.beta = beta
+        self.interaction_weight = interaction_weight
+        self.consistency_weight = consistency_weight
+        self.consistency_warmup = consistency_warmup
+        self.recombination = recombination
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        x = to_tensor(X, device=self.device)
+        prefix = "train_" if training else "valid_"
+        reconstruction = (y_pred["reconstruction"] - x).pow(2).mean()
+        terms = {"reconstruction": (1.0, reconstruction)}
+        if "kl" in y_pred:
+            n_features = math.prod(x.shape[1:])
+            terms["kl"] = (self.beta, y_pred["kl"].mean() / n_features)
+        if "interaction" in y_pred:
+            terms["interaction"] = (
+                self.interaction_weight,
+                y_pred["interaction"].mean(),
+            )
+        # len(history) is the number of the epoch in progress, counted from 1.
+        if (
+            training
+            and self.consistency_weight
+            and len(self.history) > self.consistency_warmup
+        ):
+            module = self.module_
+            terms["consistency"] = (
+                self.consistency_weight,
+                consistency_loss(
+                    module.encoder, module.decoder, y_pred["slots"], self.recombination
+                ),
+            )
+        loss = 0.0
+        for name, (weight, value) in terms.items():
+            self.history.record_batch(prefix + name, value.item())
+            if weight:
+                loss = loss + weight * value
+        return loss
+
+
+class MatchedSlotLoss(nn.Module):
+    """Slot-order-invariant mean squared error (criterion for replay with a pool)."""
+
+    def forward(self, pred, target):
+        return matched_slot_mse(pred, target)

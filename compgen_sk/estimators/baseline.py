@@ -1,0 +1,252 @@
+"""EncoderBaseline: the non-generative reference, an encoder and nothing else."""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import numpy as np
+import torch
+from sklearn.base import _fit_context
+from sklearn.metrics import r2_score
+from sklearn.utils._available_if import available_if
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .._concepts import slot_targets
+from ..modules import SlotAutoencoder, SlotRegressor
+from ._base import _INFERENCE_BATCH, SlotEstimatorBase, _positive_int
+from ._nets import SlotAutoencoderNet
+from .generative import build_decoder
+
+
+def _is_autoencoder(estimator):
+    return estimator.objective == "autoencoder"
+
+
+class EncoderBaseline(SlotEstimatorBase):
+    """An encoder trained on in-domain data; ``transform`` is one forward pass.
+
+    The non-generative approach of METHOD.md §1–2: ``phi = g(x)``. With
+    ``objective="autoencoder"`` the encoder is trained jointly with an
+    unconstrained MLP decoder (no inductive bias) by autoencoding; with
+    ``objective="supervised"`` it regresses the ground-truth latents, slot
+    ``k`` predicting true slot ``k`` through a linear readout. Nothing in either
+    objective guarantees that the encoder handles unseen slot combinations.
+
+    Parameters
+    ----------
+    n_slots : int, default=2
+    slot_dim : int, default=4
+    objective : {"autoencoder", "supervised"}, default="autoencoder"
+        ``"supervised"`` requires ``y``: latents (n, K, m) or (n, K * m), or a
+        concept table whose columns ``"<slot>_<concept>"`` group by true slot
+        (categorical concepts one-hot). Targets are standardized per column.
+    decoder_params : dict or None, default=None
+        Options of the unconstrained decoder (``"autoencoder"`` only).
+    encoder : {"auto", "cnn", "mlp"} or torch.nn.Module, default="auto"
+        Encoder backbone; a user-supplied module maps inputs to features (n, F)
+        and is copied before training.
+    encoder_params : dict or None, default=None
+    max_epochs : int, default=50
+    batch_size : int, default=64
+    lr : float, default=1e-3
+    optimizer : {"adamw", "adam", "sgd", "rmsprop"} or torch optimizer class, \
+default="adamw"
+    optimizer_params : dict or None, default=None
+    validation_fraction : float in (0, 1) or None, default=None
+    device : str or torch.device, default="cpu"
+    callbacks : list of skorch callbacks or None, default=None
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        The fitted net; ``net_.module_.encoder`` is the encoder.
+    target_mean_, target_scale_ : ndarray of shape (K, m)
+        Standardization of the supervised targets (``"supervised"`` only).
+    input_shape_ : tuple
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+
+    See Also
+    --------
+    GenerativeInverter : Inverts a decoder instead.
+
+    Examples
+    --------
+    >>> from compgen_sk import EncoderBaseline
+    >>> from compgen_sk.datasets import make_additive
+    >>> X, z = make_additive(200, n_slots=2, return_X_y=True, random_state=0)
+    >>> supervised = EncoderBaseline(n_slots=2, slot_dim=2, objective="supervised",
+    ...                              max_epochs=5, random_state=0).fit(X, z)
+    >>> supervised.transform(X).shape
+    (200, 4)
+    """
+
+    _parameter_constraints: dict = {
+        **SlotEstimatorBase._parameter_constraints,
+        "n_slots": _positive_int(),
+        "slot_dim": _positive_int(),
+        "objective": [StrOptions({"autoencoder", "supervised"})],
+        "decoder_params": [dict, None],
+        "max_epochs": _positive_int(),
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_slots=2,
+        slot_dim=4,
+        objective="autoencoder",
+        decoder_params=None,
+        encoder="auto",
+        encoder_params=None,
+        max_epochs=50,
+        batch_size=64,
+        lr=1e-3,
+        optimizer="adamw",
+        optimizer_params=None,
+        validation_fraction=None,
+        device="cpu",
+        callbacks=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_slots = n_slots
+        self.slot_dim = slot_dim
+        self.objective = objective
+        self.decoder_params = decoder_params
+        self.encoder = encoder
+        self.encoder_params = encoder_params
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.optimizer_params = optimizer_params
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.callbacks = callbacks
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the encoder.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        y : array-like or DataFrame, default=None
+            Ground-truth latents or concepts; required for
+            ``objective="supervised"``, ignored otherwise.
+
+        Returns
+        -------
+        self : EncoderBaseline
+        """
+        X = self._validate_X(X, reset=True)
+        if self.objective == "supervised":
+            targets = self._standardize_targets(X, y, reset=True)
+        with self._seeded():
+            encoder = self._build_encoder(X.shape[1:], self.n_slots, self.slot_dim)
+            if self.objective == "autoencoder":
+                decoder = build_decoder(
+                    "mlp", self.n_slots, self.slot_dim, X.shape[1:], self.decoder_params
+                )
+                net = self._make_net(
+                    SlotAutoencoder(encoder, decoder),
+                    net_class=SlotAutoencoderNet,
+                    max_epochs=self.max_epochs,
+                )
+                self.net_ = self._fit_net(net, X)
+            else:
+                net = self._make_net(
+                    SlotRegressor(encoder, targets.shape[2]), max_epochs=self.max_epochs
+                )
+                self.net_ = self._fit_net(net, X, targets)
+        return self
+
+    def _standardize_targets(self, X, y, *, reset):
+        if y is None:
+            raise ValueError(
+                "objective='supervised' requires y: ground-truth latents (n, K, m) or "
+                "a concept table."
+            )
+        targets = slot_targets(y, self.n_slots)
+        if len(targets) != len(X):
+            raise ValueError(f"y has {len(targets)} samples but X has {len(X)}.")
+        if reset:
+            self.target_mean_ = targets.mean(axis=0)
+            scale = targets.std(axis=0)
+            self.target_scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        elif targets.shape[1:] != self.target_mean_.shape:
+            raise ValueError(
+                f"y has per-slot targets of shape {targets.shape[1:]}, but the "
+                f"estimator was fitted on {self.target_mean_.shape}."
+            )
+        return (targets - self.target_mean_) / self.target_scale_
+
+    def _encoder(self):
+        return self.net_.module_.encoder
+
+    def transform(self, X):
+        """Encode X in one forward pass.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+
+        Returns
+        -------
+        slots : ndarray of shape (n_samples, n_slots * slot_dim), float32
+        """
+        check_is_fitted(self)
+        return self._flat(self._encode_array(self._validate_X(X, reset=False)))
+
+    @available_if(_is_autoencoder)
+    def inverse_transform(self, Z):
+        """Render slots with the unconstrained decoder (autoencoder objective).
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_samples, n_slots * slot_dim) or \
+(n_samples, n_slots, slot_dim)
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, *input_shape_)
+        """
+        check_is_fitted(self)
+        return self._decode_array(self.net_.module_.decoder, self._validate_slots(Z))
+
+    def score(self, X, y=None):
+        """Reconstruction R² (autoencoder) or R² of the supervised readout.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        y : array-like or DataFrame, default=None
+            Required for ``objective="supervised"``.
+
+        Returns
+        -------
+        score : float
+        """
+        check_is_fitted(self)
+        if self.objective == "autoencoder":
+            return self._reconstruction_score(X)
+        X = self._validate_X(X, reset=False)
+        targets = self._standardize_targets(X, y, reset=False)
+        module = self.net_.module_
+        predictions = np.empty_like(targets)
+        with self._eval(module), torch.no_grad():
+            for start, x in self._batches(X, _INFERENCE_BATCH):
+                predictions[start : start + len(x)] = module(x).cpu().numpy()
+        n = len(targets)
+        return r2_score(
+            targets.reshape(n, -1),
+            predictions.reshape(n, -1),
+            multioutput="variance_weighted",
+        )

@@ -1,0 +1,330 @@
+"""GenerativeInverter: perceive by inverting a decoder with the right inductive bias."""
+
+from __future__ import annotations
+
+from numbers import Real
+
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ..modules import DECODERS, SlotAutoencoder, make_decoder
+from ._base import SlotEstimatorBase, _positive_int
+from ._nets import SlotAutoencoderNet
+
+
+def build_decoder(name, n_slots, slot_dim, output_shape, params):
+    """``make_decoder`` with a clear error for parameters the decoder does not take."""
+    try:
+        return make_decoder(name, n_slots, slot_dim, output_shape, **(params or {}))
+    except TypeError as exc:
+        raise ValueError(
+            f"decoder_params={params!r} do not fit decoder={name!r}: {exc}"
+        ) from exc
+
+
+class GenerativeInverter(SlotEstimatorBase):
+    """Slot autoencoder whose representation inverts the decoder by search.
+
+    ``fit`` trains a slot encoder and a decoder by autoencoding (METHOD.md
+    Eq. 4.2); the decoder carries the inductive bias (slots that interact in a
+    limited way) that lets it render combinations never seen in training.
+    ``transform`` takes the encoder's guess and refines it by batched gradient
+    search on the frozen decoder, ``argmin_z ||x - f(z)||^2`` (Eq. 4.3): the
+    encoder may fail on out-of-domain combinations, the decoder need not.
+
+    Parameters
+    ----------
+    n_slots : int, default=2
+        Number of slots K.
+    slot_dim : int, default=4
+        Dimension of each slot.
+    decoder : {"additive", "masked", "transformer", "mlp"}, default="additive"
+        Decoder class (METHOD.md §4): slots summed, composited by softmax masks,
+        mixed by cross-attention with an interaction penalty, or an unconstrained
+        MLP on the concatenated slots (no inductive bias).
+    decoder_params : dict or None, default=None
+        Decoder options, e.g. ``{"renderer": "conv", "channels": 32}`` or
+        ``{"shared": True}`` for additive/masked decoders, ``{"embed_dim": 64,
+        "n_layers": 2}`` for the transformer, ``{"hidden": (256, 256)}``.
+    encoder : {"auto", "cnn", "mlp"} or torch.nn.Module, default="auto"
+        Encoder backbone: "auto" picks a CNN for images (n, C, H, W) and an MLP
+        for vectors; a module maps inputs to features (n, F) and gets a linear
+        slot head (it is copied, never trained in place).
+    encoder_params : dict or None, default=None
+        Options of the named backbone (``channels``, ``n_layers``, ``hidden``).
+    vae : bool, default=False
+        Give the encoder a Gaussian posterior and add ``beta`` times its KL
+        divergence to N(0, I) (per feature) to the loss.
+    beta : float >= 0, default=1.0
+        Weight of the KL term when ``vae=True``.
+    interaction_weight : float >= 0, default=0.0
+        Weight of the transformer decoder's interaction penalty (METHOD.md §4).
+    consistency_weight : float >= 0, default=0.0
+        Weight of the compositional-consistency loss (Wiedemer et al. 2024):
+        recombined slots are decoded, re-encoded and matched; only the encoder
+        gets its gradient.
+    consistency_warmup : int >= 0, default=10
+        Epochs of plain autoencoding before the consistency loss starts.
+    search_steps : int >= 0, default=100
+        Adam steps of the search in ``transform``; 0 uses the encoder alone.
+    search_lr : float > 0, default=0.05
+        Step size of the search.
+    search_batch_size : int, default=256
+        Images searched together; bounds the memory of ``transform``.
+    search_tol : float >= 0, default=1e-5
+        An image stops searching once its loss changes by less than this
+        fraction in one step; 0 always runs ``search_steps``.
+    max_epochs : int, default=50
+        Training epochs.
+    batch_size : int, default=64
+    lr : float, default=1e-3
+        Learning rate of training.
+    optimizer : {"adamw", "adam", "sgd", "rmsprop"} or torch optimizer class, \
+default="adamw"
+    optimizer_params : dict or None, default=None
+        Extra optimizer arguments, e.g. ``{"weight_decay": 1e-4}``.
+    validation_fraction : float in (0, 1) or None, default=None
+        Hold out this fraction of X to record ``valid_loss`` (for
+        :class:`skorch.callbacks.EarlyStopping`); None trains on all of X.
+    device : str or torch.device, default="cpu"
+        Where to train and infer ("cpu", "cuda", "cuda:1", …).
+    callbacks : list of skorch callbacks or None, default=None
+        E.g. ``[ProgressBar()]`` or ``[EarlyStopping(patience=5)]``; copied
+        before use.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialization, shuffling, VAE sampling and recombination; the same
+        int on CPU gives the same result.
+    verbose : int, default=0
+        Print skorch's epoch log and a search progress bar when > 0.
+
+    Attributes
+    ----------
+    net_ : SlotAutoencoderNet
+        The fitted skorch net; ``net_.module_.encoder`` and ``net_.module_.decoder``
+        are the torch modules, ``net_.history`` records every loss term.
+    input_shape_ : tuple
+        Shape of one sample of X.
+    n_features_in_ : int
+        Number of input features (pixels times channels for images).
+    feature_names_in_ : ndarray of str
+        Column names of X, when X was a DataFrame.
+
+    See Also
+    --------
+    EncoderBaseline : The non-generative reference (an encoder only).
+    ReplayEncoder : An encoder trained on the decoder's recombined renderings.
+
+    Examples
+    --------
+    >>> from compgen_sk import GenerativeInverter
+    >>> from compgen_sk.datasets import make_additive
+    >>> X, _ = make_additive(200, n_slots=2, return_X_y=True, random_state=0)
+    >>> inverter = GenerativeInverter(n_slots=2, slot_dim=2, max_epochs=5,
+    ...                               search_steps=20, random_state=0)
+    >>> inverter.fit_transform(X).shape
+    (200, 4)
+    >>> inverter.get_feature_names_out()[:3].tolist()
+    ['slot0_0', 'slot0_1', 'slot1_0']
+    """
+
+    _parameter_constraints: dict = {
+        **SlotEstimatorBase._parameter_constraints,
+        **SlotEstimatorBase._search_constraints,
+        "n_slots": _positive_int(),
+        "slot_dim": _positive_int(),
+        "decoder": [StrOptions(set(DECODERS))],
+        "decoder_params": [dict, None],
+        "vae": ["boolean"],
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "interaction_weight": [Interval(Real, 0, None, closed="left")],
+        "consistency_weight": [Interval(Real, 0, None, closed="left")],
+        "consistency_warmup": _positive_int(0),
+        "max_epochs": _positive_int(),
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_slots=2,
+        slot_dim=4,
+        decoder="additive",
+        decoder_params=None,
+        encoder="auto",
+        encoder_params=None,
+        vae=False,
+        beta=1.0,
+        interaction_weight=0.0,
+        consistency_weight=0.0,
+        consistency_warmup=10,
+        search_steps=100,
+        search_lr=0.05,
+        search_batch_size=256,
+        search_tol=1e-5,
+        max_epochs=50,
+        batch_size=64,
+        lr=1e-3,
+        optimizer="adamw",
+        optimizer_params=None,
+        validation_fraction=None,
+        device="cpu",
+        callbacks=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_slots = n_slots
+        self.slot_dim = slot_dim
+        self.decoder = decoder
+        self.decoder_params = decoder_params
+        self.encoder = encoder
+        self.encoder_params = encoder_params
+        self.vae = vae
+        self.beta = beta
+        self.interaction_weight = interaction_weight
+        self.consistency_weight = consistency_weight
+        self.consistency_warmup = consistency_warmup
+        self.search_steps = search_steps
+        self.search_lr = search_lr
+        self.search_batch_size = search_batch_size
+        self.search_tol = search_tol
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.optimizer_params = optimizer_params
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.callbacks = callbacks
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train encoder and decoder by autoencoding X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            In-domain training data.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : GenerativeInverter
+        """
+        X = self._validate_X(X, reset=True)
+        with self._seeded():
+            encoder = self._build_encoder(
+                X.shape[1:], self.n_slots, self.slot_dim, vae=self.vae
+            )
+            decoder = build_decoder(
+                self.decoder,
+                self.n_slots,
+                self.slot_dim,
+                X.shape[1:],
+                self.decoder_params,
+            )
+            net = self._make_net(
+                SlotAutoencoder(encoder, decoder),
+                net_class=SlotAutoencoderNet,
+                max_epochs=self.max_epochs,
+                beta=self.beta,
+                interaction_weight=self.interaction_weight,
+                consistency_weight=self.consistency_weight,
+                consistency_warmup=self.consistency_warmup,
+                recombination="pool"
+                if (self.decoder_params or {}).get("shared")
+                else "shuffle",
+            )
+            self.net_ = self._fit_net(net, X)
+        return self
+
+    def _encoder(self):
+        return self.net_.module_.encoder
+
+    def transform(self, X):
+        """Infer slots: the encoder's guess refined by ``search_steps`` of search.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+
+        Returns
+        -------
+        slots : ndarray of shape (n_samples, n_slots * slot_dim), float32
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._flat(
+            self._invert_array(X, self.net_.module_.decoder, self.search_steps)
+        )
+
+    def encode(self, X):
+        """The encoder's guess alone (no search).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+
+        Returns
+        -------
+        slots : ndarray of shape (n_samples, n_slots * slot_dim), float32
+        """
+        check_is_fitted(self)
+        return self._flat(self._encode_array(self._validate_X(X, reset=False)))
+
+    def inverse_transform(self, Z):
+        """Render slots with the decoder, in the layout of X.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_samples, n_slots * slot_dim) or \
+(n_samples, n_slots, slot_dim)
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, *input_shape_), float32
+        """
+        check_is_fitted(self)
+        return self._decode_array(self.net_.module_.decoder, self._validate_slots(Z))
+
+    def render_slots(self, Z):
+        """Each slot's contribution to the rendering, where the decoder defines it.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_samples, n_slots * slot_dim) or \
+(n_samples, n_slots, slot_dim)
+
+        Returns
+        -------
+        renderings : ndarray of shape (n_samples, n_slots, *input_shape_)
+            For the additive and masked decoders these sum to
+            ``inverse_transform(Z)``.
+        """
+        check_is_fitted(self)
+        decoder = self.net_.module_.decoder
+        if not hasattr(decoder, "render_slots"):
+            raise ValueError(
+                f"decoder={self.decoder!r} mixes slots and has no per-slot renderings; "
+                "use 'additive' or 'masked'."
+            )
+        return self._decode_array(decoder, self._validate_slots(Z), per_slot=True)
+
+    def score(self, X, y=None):
+        """Reconstruction R² of X through ``transform`` and the decoder.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+            1 is a perfect reconstruction; higher is better.
+        """
+        return self._reconstruction_score(X)

@@ -1,0 +1,276 @@
+"""ReplayEncoder: an encoder trained on a decoder's renderings of recombined slots."""
+
+from __future__ import annotations
+
+import copy
+from numbers import Integral
+
+import torch
+from sklearn.base import _fit_context, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from ..inversion import ReplayStream
+from ._base import SlotEstimatorBase, _positive_int
+from ._loaders import StreamLoader
+from ._nets import MatchedSlotLoss
+from .generative import GenerativeInverter
+
+
+def _is_fitted(estimator):
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError:
+        return False
+    return True
+
+
+class ReplayEncoder(SlotEstimatorBase):
+    """Generative replay: train an encoder on recombined slots the decoder renders.
+
+    ``fit`` takes a generator (a :class:`GenerativeInverter`, fitted or not),
+    infers the in-domain slots of X with its encoder, and trains a new encoder
+    on pairs ``(f(z~), z~)`` where the slots of ``z~`` are drawn independently
+    from the per-slot marginals of the inferred slots — mostly combinations
+    never seen in X — and ``f`` is the frozen decoder (METHOD.md Eq. 4.4).
+    Every epoch renders fresh pairs. Inference is one forward pass, optionally
+    refined by search on the generator's decoder.
+
+    The slots' number and size are the generator's.
+
+    Parameters
+    ----------
+    generator : GenerativeInverter or None, default=None
+        A fitted generator is used as is (never refitted); an unfitted one is
+        cloned and fitted on X; None fits ``GenerativeInverter(device=device,
+        random_state=random_state)``. Tune it through ``generator__max_epochs``
+        and the like.
+    n_replay : int or None, default=None
+        Replayed pairs per epoch; None uses the number of samples in X.
+    replay_epochs : int, default=30
+        Epochs of replay training.
+    sampler : {"shuffle", "pool"}, default="shuffle"
+        ``"shuffle"`` draws slot k from the k-th inferred slots; ``"pool"`` from
+        all inferred slots, for a decoder shared across slots (the loss then
+        matches slots before comparing).
+    warm_start_encoder : bool, default=False
+        Start from a copy of the generator's encoder instead of a fresh one.
+    encoder : {"auto", "cnn", "mlp"} or torch.nn.Module, default="auto"
+        Backbone of a fresh encoder.
+    encoder_params : dict or None, default=None
+    search_steps : int >= 0, default=0
+        Search steps on the generator's decoder after the encoder pass.
+    search_lr : float, default=0.05
+    search_batch_size : int, default=256
+    search_tol : float, default=1e-5
+    batch_size : int, default=64
+    lr : float, default=1e-3
+    optimizer : {"adamw", "adam", "sgd", "rmsprop"} or torch optimizer class, \
+default="adamw"
+    optimizer_params : dict or None, default=None
+    device : str or torch.device, default="cpu"
+    callbacks : list of skorch callbacks or None, default=None
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    generator_ : GenerativeInverter
+        The fitted generator.
+    net_ : skorch.NeuralNet
+        The replay-trained encoder's net; ``net_.module_`` is the encoder.
+    input_shape_ : tuple
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+
+    See Also
+    --------
+    GenerativeInverter : Inverts the decoder online by search instead.
+
+    Examples
+    --------
+    >>> from compgen_sk import GenerativeInverter, ReplayEncoder
+    >>> from compgen_sk.datasets import make_additive
+    >>> X, _ = make_additive(200, n_slots=2, return_X_y=True, random_state=0)
+    >>> generator = GenerativeInverter(n_slots=2, slot_dim=2, max_epochs=5,
+    ...                                random_state=0).fit(X)
+    >>> replay = ReplayEncoder(generator, replay_epochs=3, random_state=0).fit(X)
+    >>> replay.transform(X).shape
+    (200, 4)
+    """
+
+    _parameter_constraints: dict = {
+        **SlotEstimatorBase._parameter_constraints,
+        **SlotEstimatorBase._search_constraints,
+        "generator": [GenerativeInverter, None],
+        "n_replay": [Interval(Integral, 1, None, closed="left"), None],
+        "replay_epochs": _positive_int(),
+        "sampler": [StrOptions({"shuffle", "pool"})],
+        "warm_start_encoder": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        generator=None,
+        *,
+        n_replay=None,
+        replay_epochs=30,
+        sampler="shuffle",
+        warm_start_encoder=False,
+        encoder="auto",
+        encoder_params=None,
+        search_steps=0,
+        search_lr=0.05,
+        search_batch_size=256,
+        search_tol=1e-5,
+        batch_size=64,
+        lr=1e-3,
+        optimizer="adamw",
+        optimizer_params=None,
+        device="cpu",
+        callbacks=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.generator = generator
+        self.n_replay = n_replay
+        self.replay_epochs = replay_epochs
+        self.sampler = sampler
+        self.warm_start_encoder = warm_start_encoder
+        self.encoder = encoder
+        self.encoder_params = encoder_params
+        self.search_steps = search_steps
+        self.search_lr = search_lr
+        self.search_batch_size = search_batch_size
+        self.search_tol = search_tol
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.optimizer_params = optimizer_params
+        self.device = device
+        self.callbacks = callbacks
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _fitted_generator(self, X):
+        if self.generator is not None and _is_fitted(self.generator):
+            generator = self.generator
+            if generator.input_shape_ != X.shape[1:]:
+                raise ValueError(
+                    f"The fitted generator expects samples of shape "
+                    f"{generator.input_shape_}, but X has samples of shape "
+                    f"{X.shape[1:]}."
+                )
+            return generator
+        if self.generator is None:
+            generator = GenerativeInverter(
+                device=self.device, random_state=self.random_state
+            )
+        else:
+            generator = clone(self.generator)
+        return generator.fit(X)
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Fit (or take) the generator, then train the encoder on replayed pairs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            In-domain data.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : ReplayEncoder
+        """
+        X = self._validate_X(X, reset=True)
+        generator = self._fitted_generator(X)
+        self.generator_ = generator
+        bank = generator._encode_array(X)
+        device = self._device()
+        source = generator.net_.module_
+        with self._seeded():
+            decoder = (
+                copy.deepcopy(source.decoder).to(device).eval().requires_grad_(False)
+            )
+            if self.warm_start_encoder:
+                encoder = copy.deepcopy(source.encoder)
+            else:
+                encoder = self._build_encoder(X.shape[1:], bank.shape[1], bank.shape[2])
+            stream = ReplayStream(
+                decoder,
+                torch.as_tensor(bank, device=device),
+                self.n_replay or len(X),
+                self.sampler,
+            )
+            net = self._make_net(
+                encoder,
+                criterion=MatchedSlotLoss if self.sampler == "pool" else nn.MSELoss,
+                max_epochs=self.replay_epochs,
+                iterator_train=StreamLoader,
+                train_split=None,
+            )
+            self.net_ = self._fit_net(net, stream)
+        return self
+
+    def _encoder(self):
+        return self.net_.module_
+
+    def transform(self, X):
+        """Encode X in one forward pass, refined by ``search_steps`` of search.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+
+        Returns
+        -------
+        slots : ndarray of shape (n_samples, n_slots * slot_dim), float32
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        decoder = self._generator_decoder()
+        return self._flat(self._invert_array(X, decoder, self.search_steps))
+
+    def _generator_decoder(self):
+        """The generator's decoder, on the device this estimator infers on."""
+        decoder = self.generator_.net_.module_.decoder
+        return (
+            decoder
+            if next(decoder.parameters()).device == self._inference_device()
+            else (copy.deepcopy(decoder).to(self._inference_device()))
+        )
+
+    def inverse_transform(self, Z):
+        """Render slots with the generator's decoder.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_samples, n_slots * slot_dim) or \
+(n_samples, n_slots, slot_dim)
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, *input_shape_)
+        """
+        check_is_fitted(self)
+        return self._decode_array(self._generator_decoder(), self._validate_slots(Z))
+
+    def score(self, X, y=None):
+        """Reconstruction R² of X through ``transform`` and the generator's decoder.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        return self._reconstruction_score(X)

@@ -1,0 +1,261 @@
+"""Inverting a decoder: gradient search, slot recombination, replay (METHOD.md §3).
+
+Plain torch functions on modules; the estimators call them, and so can anyone
+holding a decoder.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch.utils.data import Dataset
+
+__all__ = [
+    "ReplayStream",
+    "consistency_loss",
+    "matched_slot_mse",
+    "recombine_slots",
+    "sample_recombinations",
+    "search_latents",
+]
+
+_ADAM_BETAS = (0.9, 0.999)
+_ADAM_EPS = 1e-8
+# Above this many slots, enumerating slot permutations costs more than Hungarian.
+_MAX_SLOTS_ENUMERATED = 6
+
+
+def _per_sample_sse(decoder, z, x):
+    return (decoder(z) - x).pow(2).flatten(1).sum(dim=1)
+
+
+def search_latents(decoder, x, z_init, *, steps, lr, tol=0.0):
+    """Batched gradient search ``z* = argmin_z ||x - f(z)||^2`` (METHOD.md Eq. 4.3).
+
+    Starts from ``z_init`` (the encoder's guess) with the decoder frozen. The
+    per-image losses are summed, and Adam's element-wise update keeps every image's
+    trajectory exactly what it would be alone. An image stops once the relative
+    change of its loss falls below ``tol`` and leaves the batch, so converged
+    images cost nothing more. Each image gets the best latents seen, so search
+    never ends worse than its start.
+
+    Parameters
+    ----------
+    decoder : callable
+        Maps (n, K, d) to outputs shaped like ``x``; its parameters are not updated.
+    x : Tensor of shape (n, ...)
+    z_init : Tensor of shape (n, K, d)
+    steps : int
+        Gradient steps (0 returns ``z_init``).
+    lr : float
+        Adam step size.
+    tol : float, default=0.0
+        Per-image relative loss change that ends its search; 0 runs every step.
+
+    Returns
+    -------
+    z : Tensor of shape (n, K, d)
+        Best latents found per image.
+    loss : Tensor of shape (n,)
+        Their squared reconstruction errors.
+    n_steps : Tensor of shape (n,)
+        Gradient steps each image took.
+    """
+    n = z_init.shape[0]
+    device = z_init.device
+    best_z = z_init.detach().clone()
+    n_steps = torch.zeros(n, dtype=torch.long, device=device)
+    if steps == 0 or n == 0:
+        with torch.no_grad():
+            return best_z, _per_sample_sse(decoder, best_z, x), n_steps
+
+    # The active batch shrinks as images converge; `rows` maps it to the output.
+    rows = torch.arange(n, device=device)
+    best_loss = torch.full((n,), math.inf, device=device)
+    previous = torch.full((n,), math.inf, device=device)
+    z, xa = best_z.clone(), x
+    m, v = torch.zeros_like(z), torch.zeros_like(z)
+    beta1, beta2 = _ADAM_BETAS
+    for step in range(1, steps + 1):
+        z.requires_grad_(True)
+        with torch.enable_grad():
+            loss = _per_sample_sse(decoder, z, xa)
+            (grad,) = torch.autograd.grad(loss.sum(), z)
+        z, loss = z.detach(), loss.detach()
+        improved = loss < best_loss[rows]
+        best_loss[rows] = torch.where(improved, loss, best_loss[rows])
+        best_z[rows] = torch.where(improved[:, None, None], z, best_z[rows])
+
+        m.mul_(beta1).add_(grad, alpha=1 - beta1)
+        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+        z.addcdiv_(m, v.sqrt().add_(_ADAM_EPS), value=-step_size)
+        n_steps[rows] += 1
+
+        if tol > 0 and step > 1:
+            change = (previous[rows] - loss).abs() / previous[rows].clamp_min(1e-12)
+            keep = change >= tol
+            if not bool(keep.all()):
+                done = ~keep
+                _record_final(decoder, z[done], xa[done], rows[done], best_z, best_loss)
+                if not bool(keep.any()):
+                    return best_z, best_loss, n_steps
+                rows, z, xa, m, v, loss = (
+                    rows[keep],
+                    z[keep],
+                    xa[keep],
+                    m[keep],
+                    v[keep],
+                    loss[keep],
+                )
+        previous[rows] = loss
+    _record_final(decoder, z, xa, rows, best_z, best_loss)
+    return best_z, best_loss, n_steps
+
+
+def _record_final(decoder, z, x, rows, best_z, best_loss):
+    """Score the latents after the last update and keep them where they are best."""
+    with torch.no_grad():
+        loss = _per_sample_sse(decoder, z, x)
+    improved = loss < best_loss[rows]
+    best_loss[rows] = torch.where(improved, loss, best_loss[rows])
+    best_z[rows] = torch.where(improved[:, None, None], z, best_z[rows])
+
+
+def matched_slot_mse(pred, target):
+    """Mean squared error after matching predicted to target slots per sample.
+
+    For every sample the slot permutation with the lowest error is used
+    (all permutations for up to 6 slots, else the Hungarian algorithm), so the
+    loss does not depend on slot order. Returns the mean over samples of the
+    per-element mean squared error.
+
+    Parameters
+    ----------
+    pred, target : Tensor of shape (n, K, d)
+    """
+    n_slots = pred.shape[1]
+    cost = (pred[:, :, None] - target[:, None]).pow(2).mean(dim=-1)  # (n, K, K)
+    if n_slots <= _MAX_SLOTS_ENUMERATED:
+        perms = torch.tensor(
+            list(itertools.permutations(range(n_slots))), device=pred.device
+        )
+        slots = torch.arange(n_slots, device=pred.device)
+        per_perm = cost[:, slots, perms].mean(dim=-1)  # (n, n_perms)
+        return per_perm.min(dim=1).values.mean()
+    matched = []
+    for c in cost.detach().cpu().numpy():
+        row, col = linear_sum_assignment(c)
+        matched.append(col[np.argsort(row)])
+    index = torch.as_tensor(np.stack(matched), device=pred.device)
+    return cost.gather(2, index[:, :, None]).mean()
+
+
+def recombine_slots(slots, mode="shuffle", generator=None):
+    """New slot combinations from a batch's slots, drawn from per-slot marginals.
+
+    ``"shuffle"`` permutes each slot position independently across the batch;
+    ``"pool"`` fills every position with slots drawn from all positions (for a
+    decoder shared across slots).
+
+    Parameters
+    ----------
+    slots : Tensor of shape (n, K, d)
+    mode : {"shuffle", "pool"}
+    generator : torch.Generator or None
+    """
+    n, n_slots, slot_dim = slots.shape
+    if mode == "shuffle":
+        index = torch.stack(
+            [
+                torch.randperm(n, generator=generator, device=slots.device)
+                for _ in range(n_slots)
+            ],
+            dim=1,
+        )
+        return slots.gather(0, index[:, :, None].expand(-1, -1, slot_dim))
+    if mode == "pool":
+        pool = slots.reshape(n * n_slots, slot_dim)
+        index = torch.randint(
+            n * n_slots, (n, n_slots), generator=generator, device=slots.device
+        )
+        return pool[index]
+    raise ValueError(f"Unknown recombination mode {mode!r}; use 'shuffle' or 'pool'.")
+
+
+def sample_recombinations(bank, n, mode="shuffle", generator=None):
+    """``n`` slot combinations whose slots are drawn independently from ``bank``.
+
+    ``bank`` (N, K, d) holds inferred ID slots. ``"shuffle"`` draws slot ``k`` of
+    each sample from the ``k``-th slots of the bank, independently per slot (the
+    product of the per-slot marginals, METHOD.md Eq. 4.4); ``"pool"`` draws every
+    slot from all slots of the bank.
+    """
+    size, n_slots, slot_dim = bank.shape
+    if mode == "shuffle":
+        index = torch.randint(
+            size, (n, n_slots), generator=generator, device=bank.device
+        )
+        return bank[index, torch.arange(n_slots, device=bank.device)]
+    if mode == "pool":
+        pool = bank.reshape(size * n_slots, slot_dim)
+        index = torch.randint(
+            size * n_slots, (n, n_slots), generator=generator, device=bank.device
+        )
+        return pool[index]
+    raise ValueError(f"Unknown sampler {mode!r}; use 'shuffle' or 'pool'.")
+
+
+def consistency_loss(encoder, decoder, slots, mode="shuffle"):
+    """Compositional consistency (Wiedemer et al. 2024), METHOD.md §3.
+
+    Recombines the batch's inferred ``slots`` into new combinations, decodes them
+    without gradient, re-encodes the renderings and returns the slot-matched
+    squared error to the recombined slots. Only the encoder receives gradient.
+    """
+    target = recombine_slots(slots.detach(), mode)
+    with torch.no_grad():
+        rendered = decoder(target)
+    return matched_slot_mse(encoder(rendered), target)
+
+
+class ReplayStream(Dataset):
+    """Freshly rendered replay pairs ``(f(z~), z~)``, ``n_replay`` per pass.
+
+    Every pass over the stream draws new recombined slots with
+    :func:`sample_recombinations` and renders them with the frozen ``decoder`` in
+    batches; iterate it with :meth:`iter_batches`.
+
+    Parameters
+    ----------
+    decoder : nn.Module
+        Frozen decoder (kept in eval mode, no gradient).
+    bank : Tensor of shape (N, K, d)
+        Inferred in-domain slots, on the decoder's device.
+    n_replay : int
+        Pairs per pass (epoch).
+    mode : {"shuffle", "pool"}
+    """
+
+    def __init__(self, decoder, bank, n_replay, mode="shuffle"):
+        self.decoder = decoder
+        self.bank = bank
+        self.n_replay = n_replay
+        self.mode = mode
+
+    def __len__(self):
+        return self.n_replay
+
+    def __getitem__(self, index):
+        raise TypeError("ReplayStream is read in batches: use iter_batches().")
+
+    def iter_batches(self, batch_size):
+        for start in range(0, self.n_replay, batch_size):
+            size = min(batch_size, self.n_replay - start)
+            z = sample_recombinations(self.bank, size, self.mode)
+            with torch.no_grad():
+                yield self.decoder(z), z

@@ -1,0 +1,46 @@
+"""Torch modules: slot encoders, decoders and their pairings.
+
+Plain :class:`torch.nn.Module` classes that know nothing of scikit-learn; the
+estimators in :mod:`compgen_sk.estimators` build and train them through skorch.
+"""
+
+from .autoencoder import SlotAutoencoder, SlotRegressor
+from .decoders import (
+    DECODERS,
+    AdditiveDecoder,
+    ConvRenderer,
+    MaskedDecoder,
+    MLPDecoder,
+    MLPRenderer,
+    TransformerDecoder,
+    interaction_penalty,
+    make_decoder,
+)
+from .encoders import (
+    ConvBackbone,
+    MLPBackbone,
+    SlotEncoder,
+    gaussian_kl,
+    infer_out_features,
+    make_backbone,
+)
+
+__all__ = [
+    "DECODERS",
+    "AdditiveDecoder",
+    "ConvBackbone",
+    "ConvRenderer",
+    "MLPBackbone",
+    "MLPDecoder",
+    "MLPRenderer",
+    "MaskedDecoder",
+    "SlotAutoencoder",
+    "SlotEncoder",
+    "SlotRegressor",
+    "TransformerDecoder",
+    "gaussian_kl",
+    "infer_out_features",
+    "interaction_penalty",
+    "make_backbone",
+    "make_decoder",
+]

@@ -1,0 +1,359 @@
+"""Slot decoders with different inductive biases (METHOD.md §4).
+
+Every decoder maps slots ``z`` of shape (n, K, d) to outputs of shape
+(n, *output_shape), where ``output_shape`` is ``(C, H, W)`` for images or
+``(D,)`` for vectors. Decoders that compose per-slot renderings also expose
+``render_slots(z)`` of shape (n, K, *output_shape).
+
+=============  ==============================================  =====================
+name           composition                                     slot interaction
+=============  ==============================================  =====================
+additive       per-slot renderings summed                      none
+masked         per-slot renderings, softmax masks over slots   occlusion only
+transformer    pixel queries cross-attend to the slots         bounded, penalized
+mlp            one network on the concatenated slots           any
+=============  ==============================================  =====================
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+DECODERS = ("additive", "masked", "transformer", "mlp")
+RENDERERS = ("mlp", "conv")
+_MIN_CONV_MAP = 4
+
+
+def _numel(shape):
+    return math.prod(shape)
+
+
+class MLPRenderer(nn.Module):
+    """ReLU MLP from a vector to an output of any shape.
+
+    Parameters
+    ----------
+    in_dim : int
+    output_shape : tuple of int
+    hidden : tuple of int, default=(256, 256)
+    """
+
+    def __init__(self, in_dim, output_shape, hidden=(256, 256)):
+        super().__init__()
+        layers, width = [], in_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers += [nn.Linear(width, _numel(output_shape))]
+        self.net = nn.Sequential(*layers)
+        self.output_shape = tuple(output_shape)
+
+    def forward(self, z):
+        return self.net(z).view(-1, *self.output_shape)
+
+
+class ConvRenderer(nn.Module):
+    """A linear map to a small feature map, upsampled by transposed convolutions.
+
+    The feature map starts at about 4 pixels on its shorter side and doubles until
+    it covers the image, which is then cropped to ``(H, W)``.
+
+    Parameters
+    ----------
+    in_dim : int
+    output_shape : (C, H, W)
+    channels : int, default=32
+    """
+
+    def __init__(self, in_dim, output_shape, channels=32):
+        super().__init__()
+        if len(output_shape) != 3:
+            raise ValueError(
+                f"renderer='conv' draws images (C, H, W), not shape {output_shape}."
+            )
+        out_channels, height, width = output_shape
+        n_up = max(0, int(math.log2(min(height, width) / _MIN_CONV_MAP)))
+        self.start = (
+            channels,
+            math.ceil(height / 2**n_up),
+            math.ceil(width / 2**n_up),
+        )
+        self.project = nn.Linear(in_dim, _numel(self.start))
+        layers = []
+        for _ in range(n_up):
+            layers += [nn.ReLU(), nn.ConvTranspose2d(channels, channels, 4, 2, 1)]
+        layers += [nn.ReLU(), nn.Conv2d(channels, out_channels, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+        self.output_shape = tuple(output_shape)
+
+    def forward(self, z):
+        image = self.net(self.project(z).view(-1, *self.start))
+        return image[:, :, : self.output_shape[1], : self.output_shape[2]]
+
+
+def make_renderer(in_dim, output_shape, renderer="mlp", **params):
+    """A renderer by name: ``"mlp"`` (any output) or ``"conv"`` (images)."""
+    if renderer == "mlp":
+        return MLPRenderer(in_dim, output_shape, **params)
+    if renderer == "conv":
+        return ConvRenderer(in_dim, output_shape, **params)
+    raise ValueError(f"Unknown renderer {renderer!r}; use one of {RENDERERS}.")
+
+
+class _PerSlotRenderers(nn.Module):
+    """One renderer shared by all slots, or one per slot."""
+
+    def __init__(self, n_slots, slot_dim, output_shape, shared, **renderer_params):
+        super().__init__()
+        self.shared = shared
+        count = 1 if shared else n_slots
+        self.renderers = nn.ModuleList(
+            make_renderer(slot_dim, output_shape, **renderer_params)
+            for _ in range(count)
+        )
+
+    def forward(self, z):
+        n, n_slots, slot_dim = z.shape
+        if self.shared:
+            out = self.renderers[0](z.reshape(n * n_slots, slot_dim))
+            return out.view(n, n_slots, *out.shape[1:])
+        return torch.stack([r(z[:, k]) for k, r in enumerate(self.renderers)], dim=1)
+
+
+class AdditiveDecoder(nn.Module):
+    """``f(z) = sum_k f_k(z_k)``: slots never interact (Lachapelle et al. 2023).
+
+    Parameters
+    ----------
+    n_slots, slot_dim : int
+    output_shape : tuple of int
+    shared : bool, default=False
+        One renderer for every slot (slots exchangeable, as in Wiedemer et al.'s
+        ``SlotMLPAdditive``) instead of one per slot.
+    renderer : {"mlp", "conv"}, default="mlp"
+    **renderer_params
+        Passed to the renderer (``hidden`` or ``channels``).
+    """
+
+    def __init__(
+        self,
+        n_slots,
+        slot_dim,
+        output_shape,
+        shared=False,
+        renderer="mlp",
+        **renderer_params,
+    ):
+        super().__init__()
+        self.slots = _PerSlotRenderers(
+            n_slots,
+            slot_dim,
+            output_shape,
+            shared,
+            renderer=renderer,
+            **renderer_params,
+        )
+
+    def render_slots(self, z):
+        """Each slot's additive contribution, (n, K, *output_shape)."""
+        return self.slots(z)
+
+    def forward(self, z):
+        return self.slots(z).sum(dim=1)
+
+
+class MaskedDecoder(nn.Module):
+    """Per-slot renderings composited by softmax masks over slots (occlusion).
+
+    Each slot is rendered to its content and a mask logit per output element
+    (the spatial-broadcast decoder of Slot Attention, with any renderer); the
+    masks are a softmax over slots, so slots interact only through occlusion.
+
+    Parameters
+    ----------
+    n_slots, slot_dim : int
+    output_shape : tuple of int
+    shared : bool, default=True
+        One renderer for every slot.
+    renderer : {"mlp", "conv"}, default="mlp"
+    **renderer_params
+    """
+
+    def __init__(
+        self,
+        n_slots,
+        slot_dim,
+        output_shape,
+        shared=True,
+        renderer="mlp",
+        **renderer_params,
+    ):
+        super().__init__()
+        self.output_shape = tuple(output_shape)
+        if len(output_shape) == 3:
+            channels, height, width = output_shape
+            rendered = (channels + 1, height, width)
+        else:
+            rendered = (2, *output_shape)
+        self.slots = _PerSlotRenderers(
+            n_slots, slot_dim, rendered, shared, renderer=renderer, **renderer_params
+        )
+
+    def contents_and_masks(self, z):
+        """Per-slot contents (n, K, *output_shape) and masks, which sum to one over
+        slots (n, K, 1, H, W) for images, (n, K, D) for vectors."""
+        rendered = self.slots(z)  # (n, K, C + 1, H, W) or (n, K, 2, D)
+        content = rendered[:, :, :-1]
+        masks = torch.softmax(rendered[:, :, -1:], dim=1)
+        if len(self.output_shape) == 1:
+            content, masks = content.squeeze(2), masks.squeeze(2)
+        return content, masks
+
+    def render_slots(self, z):
+        """Each slot's masked contribution, (n, K, *output_shape); they sum to f(z)."""
+        content, masks = self.contents_and_masks(z)
+        return content * masks
+
+    def forward(self, z):
+        return self.render_slots(z).sum(dim=1)
+
+
+class _CrossAttentionBlock(nn.Module):
+    def __init__(self, embed_dim, n_heads, mlp_ratio):
+        super().__init__()
+        self.norm_query = nn.LayerNorm(embed_dim)
+        self.attention = nn.MultiheadAttention(embed_dim, n_heads, batch_first=True)
+        self.norm_mlp = nn.LayerNorm(embed_dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(embed_dim, mlp_ratio * embed_dim),
+            nn.GELU(),
+            nn.Linear(mlp_ratio * embed_dim, embed_dim),
+        )
+
+    def forward(self, h, slots):
+        update, weights = self.attention(
+            self.norm_query(h),
+            slots,
+            slots,
+            need_weights=True,
+            average_attn_weights=False,
+        )
+        h = h + update
+        return h + self.mlp(self.norm_mlp(h)), weights
+
+
+def interaction_penalty(weights):
+    """Cross-slot interaction of attention weights (Brady et al. 2025).
+
+    ``weights`` (n, heads, P, K) sum to one over slots; per output element the
+    penalty is ``sum_{i<j} a_i a_j = (1 - sum_i a_i^2) / 2``, summed over heads and
+    averaged over elements. It is 0 exactly when every element attends to one
+    slot per head. Returns one value per sample.
+    """
+    pairwise = 0.5 * (1.0 - weights.pow(2).sum(dim=-1))
+    return pairwise.sum(dim=1).mean(dim=-1)
+
+
+class TransformerDecoder(nn.Module):
+    """Output-element queries that cross-attend to the slots (Brady et al. 2025).
+
+    Every pixel (or vector feature) has a learned positional query; ``n_layers``
+    blocks of cross-attention to the slots and an MLP update the queries, and a
+    linear map reads the output channels off each query. ``forward_with_penalty``
+    also returns :func:`interaction_penalty` averaged over layers.
+
+    Parameters
+    ----------
+    n_slots, slot_dim : int
+    output_shape : tuple of int
+    embed_dim : int, default=64
+    n_heads : int, default=4
+    n_layers : int, default=2
+    mlp_ratio : int, default=2
+    """
+
+    def __init__(
+        self,
+        n_slots,
+        slot_dim,
+        output_shape,
+        embed_dim=64,
+        n_heads=4,
+        n_layers=2,
+        mlp_ratio=2,
+    ):
+        super().__init__()
+        self.output_shape = tuple(output_shape)
+        if len(output_shape) == 3:
+            self.channels, n_queries = (
+                output_shape[0],
+                output_shape[1] * output_shape[2],
+            )
+        else:
+            self.channels, n_queries = 1, _numel(output_shape)
+        self.queries = nn.Parameter(torch.randn(n_queries, embed_dim) * 0.5)
+        self.embed_slots = nn.Sequential(
+            nn.Linear(slot_dim, embed_dim), nn.LayerNorm(embed_dim)
+        )
+        self.blocks = nn.ModuleList(
+            _CrossAttentionBlock(embed_dim, n_heads, mlp_ratio) for _ in range(n_layers)
+        )
+        self.readout = nn.Sequential(
+            nn.LayerNorm(embed_dim), nn.Linear(embed_dim, self.channels)
+        )
+
+    def forward_with_penalty(self, z):
+        """Outputs and the per-sample interaction penalty averaged over layers."""
+        slots = self.embed_slots(z)
+        h = self.queries.expand(z.shape[0], -1, -1)
+        penalties = []
+        for block in self.blocks:
+            h, weights = block(h, slots)
+            penalties.append(interaction_penalty(weights))
+        out = self.readout(h)  # (n, P, C)
+        if len(self.output_shape) == 3:
+            out = out.transpose(1, 2)
+        out = out.reshape(z.shape[0], *self.output_shape)
+        return out, torch.stack(penalties).mean(dim=0)
+
+    def forward(self, z):
+        return self.forward_with_penalty(z)[0]
+
+
+class MLPDecoder(nn.Module):
+    """An unconstrained decoder on the concatenated slots: the no-bias baseline.
+
+    Parameters
+    ----------
+    n_slots, slot_dim : int
+    output_shape : tuple of int
+    renderer : {"mlp", "conv"}, default="mlp"
+    **renderer_params
+    """
+
+    def __init__(
+        self, n_slots, slot_dim, output_shape, renderer="mlp", **renderer_params
+    ):
+        super().__init__()
+        self.net = make_renderer(
+            n_slots * slot_dim, output_shape, renderer, **renderer_params
+        )
+
+    def forward(self, z):
+        return self.net(z.flatten(1))
+
+
+def make_decoder(name, n_slots, slot_dim, output_shape, **params):
+    """A decoder by name (see the module docstring)."""
+    classes = {
+        "additive": AdditiveDecoder,
+        "masked": MaskedDecoder,
+        "transformer": TransformerDecoder,
+        "mlp": MLPDecoder,
+    }
+    if name not in classes:
+        raise ValueError(f"Unknown decoder {name!r}; use one of {DECODERS}.")
+    return classes[name](n_slots, slot_dim, tuple(output_shape), **params)

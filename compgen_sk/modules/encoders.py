@@ -1,0 +1,145 @@
+"""Slot encoders: a backbone (image or vector to features) and a slot head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# Stop downsampling once the feature map is this small.
+_MIN_FEATURE_MAP = 4
+
+
+class ConvBackbone(nn.Module):
+    """Convolutions, downsampling by two while the map is large, then an MLP layer.
+
+    Parameters
+    ----------
+    input_shape : (C, H, W)
+    channels : int, default=32
+        Channels of every convolution.
+    n_layers : int, default=4
+        Convolutions; the first keeps the resolution, later ones halve it while
+        both sides stay >= 4 pixels.
+    hidden : int, default=256
+        Width of the fully connected layer after flattening (the output size).
+    """
+
+    def __init__(self, input_shape, channels=32, n_layers=4, hidden=256):
+        super().__init__()
+        in_channels, height, width = input_shape
+        layers = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU()]
+        for _ in range(n_layers - 1):
+            if min(height, width) >= 2 * _MIN_FEATURE_MAP:
+                layers += [nn.Conv2d(channels, channels, 4, stride=2, padding=1)]
+                height, width = height // 2, width // 2
+            else:
+                layers += [nn.Conv2d(channels, channels, 3, padding=1)]
+            layers += [nn.ReLU()]
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.project = nn.Sequential(
+            nn.Linear(channels * height * width, hidden), nn.ReLU()
+        )
+        self.out_features = hidden
+
+    def forward(self, x):
+        return self.project(self.features(x))
+
+
+class MLPBackbone(nn.Module):
+    """A ReLU MLP on vectors.
+
+    Parameters
+    ----------
+    n_features : int
+    hidden : tuple of int, default=(256, 256)
+    """
+
+    def __init__(self, n_features, hidden=(256, 256)):
+        super().__init__()
+        layers, width = [], n_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.net = nn.Sequential(*layers)
+        self.out_features = width
+
+    def forward(self, x):
+        return self.net(x.flatten(1))
+
+
+def infer_out_features(backbone, input_shape):
+    """Width of a backbone's output, from its ``out_features`` or one dry forward."""
+    width = getattr(backbone, "out_features", None)
+    if isinstance(width, int):
+        return width
+    was_training = backbone.training
+    backbone.eval()
+    with torch.no_grad():
+        param = next(backbone.parameters(), None)
+        device = param.device if param is not None else "cpu"
+        out = backbone(torch.zeros((2, *input_shape), device=device))
+    backbone.train(was_training)
+    if out.ndim != 2:
+        raise ValueError(
+            "A backbone must map (n, *input_shape) to (n, n_features); this one "
+            f"returns shape {tuple(out.shape)}."
+        )
+    return int(out.shape[1])
+
+
+class SlotEncoder(nn.Module):
+    """Backbone followed by a linear head giving ``n_slots`` slots of ``slot_dim``.
+
+    With ``vae=True`` a second head gives each latent's log-variance
+    (a diagonal Gaussian posterior).
+
+    Parameters
+    ----------
+    backbone : nn.Module
+        Maps inputs to features (n, n_features).
+    n_features : int
+    n_slots, slot_dim : int
+    vae : bool, default=False
+    """
+
+    def __init__(self, backbone, n_features, n_slots, slot_dim, vae=False):
+        super().__init__()
+        self.backbone = backbone
+        self.n_slots, self.slot_dim = n_slots, slot_dim
+        self.mean = nn.Linear(n_features, n_slots * slot_dim)
+        self.log_var = nn.Linear(n_features, n_slots * slot_dim) if vae else None
+
+    def forward(self, x):
+        """Slot means (n, n_slots, slot_dim)."""
+        return self.mean(self.backbone(x)).view(-1, self.n_slots, self.slot_dim)
+
+    def distribution(self, x):
+        """Mean and log-variance (None without a VAE head), each (n, K, d)."""
+        features = self.backbone(x)
+        mean = self.mean(features).view(-1, self.n_slots, self.slot_dim)
+        if self.log_var is None:
+            return mean, None
+        log_var = self.log_var(features).view(-1, self.n_slots, self.slot_dim)
+        return mean, log_var.clamp(-10.0, 10.0)
+
+
+def gaussian_kl(mean, log_var):
+    """KL(N(mean, exp(log_var)) || N(0, I)) per sample, summed over latents."""
+    return 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).flatten(1).sum(1)
+
+
+def make_backbone(kind, input_shape, **params):
+    """A backbone by name: ``"cnn"`` for images (C, H, W), ``"mlp"`` for vectors."""
+    if kind == "cnn":
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"encoder='cnn' needs images (n, C, H, W); got inputs of shape "
+                f"(n, {', '.join(map(str, input_shape))})."
+            )
+        return ConvBackbone(input_shape, **params)
+    if kind == "mlp":
+        n_features = 1
+        for size in input_shape:
+            n_features *= size
+        return MLPBackbone(n_features, **params)
+    raise ValueError(f"Unknown encoder {kind!r}; use 'cnn' or 'mlp'.")
