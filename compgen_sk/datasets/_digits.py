@@ -157,7 +157,7 @@ def make_digit_compositions(
     pick = (rng.random(classes.shape) * counts[classes]).astype(int)
     offsets = np.cumsum(np.concatenate([[0], counts[:-1]]))
     instance = np.concatenate(by_class)[offsets[classes] + pick]
-    shift = rng.integers(-jitter, jitter + 1, size=classes.shape + (2,))
+    shift = rng.integers(-jitter, jitter + 1, size=(*classes.shape, 2))
     hue = rng.uniform(*_HUE_RANGE, size=classes.shape)
 
     cell = digit_size + 2 * jitter
@@ -173,7 +173,7 @@ def make_digit_compositions(
     colour = (
         hue_to_rgb(torch.as_tensor(hue, dtype=torch.float32)).numpy()
         if colored
-        else np.ones(classes.shape + (3,), dtype=np.float32)
+        else np.ones((*classes.shape, 3), dtype=np.float32)
     )
     # Each cell takes its own slot's colour.
     colour_map = np.repeat(colour, cell, axis=1)  # (n, n_slots*cell, 3)

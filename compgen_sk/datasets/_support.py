@@ -10,6 +10,7 @@ and vectors alike.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -339,7 +340,7 @@ def make_concepts(u, latents, support, slot_names=None, binned=None):
     continuous ones stay floats, or become categoricals of their bin labels where the
     support is defined by bins (``binned=True``, the default for ``"random"``).
     """
-    n, n_slots, _ = u.shape
+    _n, n_slots, _ = u.shape
     spec = support.spec
     slot_names = slot_names or [f"slot{k}" for k in range(n_slots)]
     binned = support.kind == "random" if binned is None else binned
@@ -353,7 +354,7 @@ def make_concepts(u, latents, support, slot_names=None, binned=None):
             elif binned:
                 edges = np.linspace(r[0], r[1], support.n_bins + 1)
                 labels = [
-                    f"[{lo:.3g}, {hi:.3g})" for lo, hi in zip(edges[:-1], edges[1:])
+                    f"[{lo:.3g}, {hi:.3g})" for lo, hi in itertools.pairwise(edges)
                 ]
                 values = pd.Categorical.from_codes(bins[:, k, j], categories=labels)
             else:

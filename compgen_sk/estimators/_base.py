@@ -130,7 +130,8 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
             device = torch.device(self.device)
         except (RuntimeError, TypeError) as exc:
             raise ValueError(
-                f"device={self.device!r} is not a torch device; use e.g. 'cpu' or 'cuda'."
+                f"device={self.device!r} is not a torch device; use e.g. 'cpu' or "
+                "'cuda'."
             ) from exc
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(
@@ -198,7 +199,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         return net_class(**settings)
 
     def _fit_net(self, net, X, y=None):
-        """Train ``net``; tensors are copied so that the caller's arrays never change."""
+        """Train ``net`` on copies, so that the caller's arrays never change."""
         X = torch.tensor(X, dtype=torch.float32) if isinstance(X, np.ndarray) else X
         y = torch.tensor(y, dtype=torch.float32) if isinstance(y, np.ndarray) else y
         try:
