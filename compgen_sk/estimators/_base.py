@@ -203,14 +203,13 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         X = torch.tensor(X, dtype=torch.float32) if isinstance(X, np.ndarray) else X
         y = torch.tensor(y, dtype=torch.float32) if isinstance(y, np.ndarray) else y
         try:
-            net.fit(X, y)
+            net.initialize()
         except TypeError as exc:
-            if "optimizer" in str(exc):
-                raise ValueError(
-                    f"optimizer_params={self.optimizer_params!r} do not fit the "
-                    f"optimizer: {exc}"
-                ) from exc
-            raise
+            raise ValueError(
+                f"optimizer_params={self.optimizer_params!r} do not fit optimizer="
+                f"{self.optimizer!r}: {exc}"
+            ) from exc
+        net.partial_fit(X, y)
         return net
 
     # -------------------------------------------------------------- inference

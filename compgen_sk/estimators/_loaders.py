@@ -9,8 +9,19 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.utils.data import Subset
 
 _NO_TARGET = torch.zeros(1)
+
+
+def _tensors(dataset):
+    """The X and y tensors behind a skorch Dataset or a Subset of one (the
+    validation split)."""
+    if isinstance(dataset, Subset):
+        X, y = _tensors(dataset.dataset)
+        index = torch.as_tensor(dataset.indices)
+        return X[index], None if y is None else y[index]
+    return dataset.X, dataset.y
 
 
 class BatchLoader:
@@ -35,7 +46,7 @@ class BatchLoader:
         return math.ceil(len(self.dataset) / self.batch_size)
 
     def __iter__(self):
-        X, y = self.dataset.X, self.dataset.y
+        X, y = _tensors(self.dataset)
         n = len(X)
         order = torch.randperm(n) if self.shuffle else torch.arange(n)
         for start in range(0, n, self.batch_size):

@@ -1,0 +1,262 @@
+"""The method works, not only runs (issue 3, §4): tiny data, seconds each."""
+
+import numpy as np
+import pytest
+import torch
+
+from compgen_sk import EncoderBaseline, GenerativeInverter, ReplayEncoder
+from compgen_sk.datasets import make_additive
+from compgen_sk.inversion import (
+    consistency_loss,
+    matched_slot_mse,
+    recombine_slots,
+    sample_recombinations,
+    search_latents,
+)
+from compgen_sk.modules import TransformerDecoder, interaction_penalty, make_decoder
+
+SMALL = dict(
+    n_slots=2,
+    slot_dim=2,
+    encoder_params={"hidden": (64, 64)},
+    decoder_params={"hidden": (64, 64)},
+    batch_size=32,
+)
+
+
+@pytest.fixture(scope="module")
+def split_data():
+    bunch = make_additive(
+        800, n_slots=2, slot_dim=2, n_features=32, split="all", random_state=0
+    )
+    return bunch.data[~bunch.ood], bunch.data[bunch.ood]
+
+
+@pytest.fixture(scope="module")
+def generator(split_data):
+    X_id, _ = split_data
+    return GenerativeInverter(max_epochs=40, search_steps=50, random_state=0, **SMALL).fit(
+        X_id
+    )
+
+
+def _mse(a, b):
+    return float(np.mean((a - b) ** 2))
+
+
+def test_search_lowers_ood_reconstruction_error_below_the_encoder(generator, split_data):
+    X_id, X_ood = split_data
+    assert generator.score(X_id) > 0.9
+    encoder_only = _mse(generator.inverse_transform(generator.encode(X_ood)), X_ood)
+    searched = _mse(generator.inverse_transform(generator.transform(X_ood)), X_ood)
+    assert searched < 0.9 * encoder_only
+
+
+def test_more_search_steps_never_reconstruct_worse(generator, split_data):
+    _, X_ood = split_data
+    errors = []
+    for steps in (0, 10, 50):
+        generator.set_params(search_steps=steps)
+        errors.append(_mse(generator.inverse_transform(generator.transform(X_ood)), X_ood))
+    generator.set_params(search_steps=50)
+    assert errors[0] >= errors[1] >= errors[2]
+
+
+def test_replay_encoder_inverts_the_generator_out_of_domain(generator, split_data):
+    X_id, _ = split_data
+    # Recombined slots the ID encoder never saw together, rendered by the generator.
+    bank = torch.as_tensor(generator.encode(X_id).reshape(-1, 2, 2))
+    torch.manual_seed(0)
+    z_new = sample_recombinations(bank, 400).numpy()
+    x_new = generator.inverse_transform(z_new)
+    replay = ReplayEncoder(
+        generator,
+        replay_epochs=20,
+        random_state=0,
+        encoder_params={"hidden": (64, 64)},
+        batch_size=32,
+    ).fit(X_id)
+    replay_error = _mse(replay.transform(x_new), z_new.reshape(400, -1))
+    id_encoder_error = _mse(generator.encode(x_new), z_new.reshape(400, -1))
+    assert replay_error < 0.25 * id_encoder_error
+
+
+def test_batched_search_equals_per_image_search():
+    torch.manual_seed(0)
+    decoder = make_decoder("additive", 3, 2, (24,)).eval()
+    z_true = torch.randn(16, 3, 2)
+    with torch.no_grad():
+        x = decoder(z_true)
+    z0 = z_true + 0.5 * torch.randn_like(z_true)
+    batch_z, batch_loss, _ = search_latents(decoder, x, z0, steps=60, lr=0.05)
+    for i in range(16):
+        z, loss, _ = search_latents(decoder, x[i : i + 1], z0[i : i + 1], steps=60, lr=0.05)
+        torch.testing.assert_close(z[0], batch_z[i], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(loss[0], batch_loss[i], atol=1e-5, rtol=1e-3)
+
+
+def test_search_early_stop_is_per_image_and_saves_steps():
+    torch.manual_seed(0)
+    decoder = make_decoder("additive", 2, 2, (16,)).eval()
+    z_true = torch.randn(32, 2, 2)
+    with torch.no_grad():
+        x = decoder(z_true)
+    # Half the images start at the answer, half far from it.
+    z0 = z_true.clone()
+    z0[16:] += torch.randn(16, 2, 2)
+    _, loss, n_steps = search_latents(decoder, x, z0, steps=300, lr=0.02, tol=1e-3)
+    assert n_steps.min() < n_steps.max()
+    assert n_steps[:16].float().mean() < n_steps[16:].float().mean()
+    # Images already at the answer stop at once and keep it.
+    assert (n_steps[:16] <= 3).all()
+    assert loss[:16].max() < 1e-8
+    _, full_loss, full_steps = search_latents(decoder, x, z0, steps=300, lr=0.02)
+    assert (full_steps == 300).all()
+    assert loss[16:].mean() < 0.1 * ((decoder(z0[16:]) - x[16:]) ** 2).sum(1).mean()
+
+
+def test_search_zero_steps_returns_the_start():
+    decoder = make_decoder("mlp", 2, 2, (8,)).eval()
+    z0 = torch.randn(4, 2, 2)
+    z, _, steps = search_latents(decoder, torch.zeros(4, 8), z0, steps=0, lr=0.1)
+    torch.testing.assert_close(z, z0)
+    assert (steps == 0).all()
+
+
+def test_transform_chunks_match_one_batch(generator, split_data):
+    _, X_ood = split_data
+    whole = generator.set_params(search_batch_size=512).transform(X_ood[:100])
+    chunked = generator.set_params(search_batch_size=7).transform(X_ood[:100])
+    generator.set_params(search_batch_size=256)
+    np.testing.assert_allclose(whole, chunked, atol=1e-4)
+
+
+def test_vae_adds_a_kl_term_weighted_by_beta(split_data):
+    X_id, _ = split_data
+    history = {}
+    for beta in (0.0, 1.0):
+        est = GenerativeInverter(
+            vae=True, beta=beta, max_epochs=3, search_steps=0, random_state=0, **SMALL
+        ).fit(X_id)
+        history[beta] = est.net_.history
+    batch = history[1.0][-1, "batches", -1]
+    # loss = reconstruction + beta * KL per feature.
+    assert batch["train_loss"] == pytest.approx(
+        batch["train_reconstruction"] + batch["train_kl"], rel=1e-4
+    )
+    assert history[0.0][-1, "batches", -1]["train_loss"] == pytest.approx(
+        history[0.0][-1, "batches", -1]["train_reconstruction"], rel=1e-4
+    )
+    # The KL term pulls the posterior towards the prior.
+    assert history[1.0][-1, "batches", -1]["train_kl"] < history[0.0][-1, "batches", -1][
+        "train_kl"
+    ]
+
+
+def test_vae_encoder_is_deterministic_at_inference(split_data):
+    X_id, _ = split_data
+    est = GenerativeInverter(vae=True, max_epochs=2, search_steps=0, random_state=0, **SMALL)
+    est.fit(X_id)
+    np.testing.assert_array_equal(est.transform(X_id[:20]), est.transform(X_id[:20]))
+
+
+def test_interaction_penalty_is_zero_for_one_slot_per_pixel_and_maximal_for_uniform():
+    one_hot = torch.zeros(3, 4, 10, 2)
+    one_hot[..., 0] = 1.0
+    torch.testing.assert_close(interaction_penalty(one_hot), torch.zeros(3))
+    uniform = torch.full((3, 4, 10, 2), 0.5)
+    # (1 - sum a^2) / 2 = 0.25 per head, summed over 4 heads.
+    torch.testing.assert_close(interaction_penalty(uniform), torch.full((3,), 1.0))
+
+
+def test_transformer_penalty_matches_its_attention():
+    torch.manual_seed(0)
+    decoder = TransformerDecoder(2, 3, (5,), embed_dim=8, n_heads=2, n_layers=1)
+    z = torch.randn(4, 2, 3)
+    out, penalty = decoder.forward_with_penalty(z)
+    torch.testing.assert_close(out, decoder(z))
+    block = decoder.blocks[0]
+    _, weights = block.attention(
+        block.norm_query(decoder.queries.expand(4, -1, -1)),
+        decoder.embed_slots(z),
+        decoder.embed_slots(z),
+        average_attn_weights=False,
+    )
+    torch.testing.assert_close(penalty, interaction_penalty(weights))
+
+
+def test_interaction_weight_lowers_the_penalty_under_training(split_data):
+    X_id, _ = split_data
+    final = {}
+    for weight in (0.0, 1.0):
+        est = GenerativeInverter(
+            decoder="transformer",
+            decoder_params={"embed_dim": 16, "n_heads": 2, "n_layers": 1},
+            interaction_weight=weight,
+            max_epochs=6,
+            search_steps=0,
+            random_state=0,
+            n_slots=2,
+            slot_dim=2,
+            lr=3e-3,
+        ).fit(X_id)
+        penalties = [b["train_interaction"] for b in est.net_.history[-1, "batches"]]
+        final[weight] = np.mean(penalties)
+        first = np.mean([b["train_interaction"] for b in est.net_.history[0, "batches"]])
+        if weight:
+            assert final[weight] < first
+    assert final[1.0] < 0.5 * final[0.0]
+
+
+def test_consistency_loss_starts_after_warmup_and_trains_only_the_encoder(split_data):
+    X_id, _ = split_data
+    est = GenerativeInverter(
+        consistency_weight=1.0,
+        consistency_warmup=2,
+        max_epochs=4,
+        search_steps=0,
+        random_state=0,
+        **SMALL,
+    ).fit(X_id)
+    epochs_with_term = [
+        "train_consistency" in row["batches"][0] for row in est.net_.history
+    ]
+    assert epochs_with_term == [False, False, True, True]
+
+    module = est.net_.module_
+    module.zero_grad()
+    slots = module.encoder(torch.as_tensor(X_id[:32]))
+    consistency_loss(module.encoder, module.decoder, slots).backward()
+    assert all(p.grad is None or not p.grad.any() for p in module.decoder.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in module.encoder.parameters())
+
+
+def test_matched_slot_mse_ignores_slot_order():
+    torch.manual_seed(0)
+    target = torch.randn(6, 3, 4)
+    permuted = target[:, [2, 0, 1]]
+    assert matched_slot_mse(permuted, target).item() == pytest.approx(0.0, abs=1e-7)
+    many = torch.randn(2, 8, 3)  # more slots than enumerated: Hungarian path
+    assert matched_slot_mse(many[:, torch.randperm(8)], many).item() == pytest.approx(
+        0.0, abs=1e-7
+    )
+    assert matched_slot_mse(target + 1.0, target).item() == pytest.approx(1.0)
+
+
+def test_recombined_slots_keep_each_slot_marginal():
+    slots = torch.arange(24.0).view(8, 3, 1)
+    torch.manual_seed(0)
+    mixed = recombine_slots(slots, "shuffle")
+    for k in range(3):
+        assert sorted(mixed[:, k, 0].tolist()) == sorted(slots[:, k, 0].tolist())
+    assert not torch.equal(mixed, slots)
+    pooled = recombine_slots(slots, "pool")
+    assert set(pooled.flatten().tolist()) <= set(slots.flatten().tolist())
+
+
+def test_encoder_baseline_does_not_generalize_like_search(generator, split_data):
+    """The non-generative reference reconstructs OOD worse than search does."""
+    X_id, X_ood = split_data
+    baseline = EncoderBaseline(max_epochs=40, random_state=0, **SMALL).fit(X_id)
+    assert baseline.score(X_id) > 0.9
+    assert baseline.score(X_ood) < generator.score(X_ood)
