@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from skorch.callbacks import EarlyStopping, ProgressBar
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from skorch.callbacks import EarlyStopping, ProgressBar
 from torch import nn
 
 from compgen_sk import EncoderBaseline, GenerativeInverter, ReplayEncoder
@@ -138,12 +138,14 @@ def test_pickle_and_joblib_round_trips_reproduce_transform(name, vectors, tmp_pa
     restored = pickle.loads(pickle.dumps(est))
     np.testing.assert_array_equal(restored.transform(X), expected)
     joblib.dump(est, tmp_path / "est.joblib")
-    np.testing.assert_array_equal(joblib.load(tmp_path / "est.joblib").transform(X), expected)
+    np.testing.assert_array_equal(
+        joblib.load(tmp_path / "est.joblib").transform(X), expected
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_inputs_are_not_modified(name, vectors):
-    X, latents = vectors
+    X, _latents = vectors
     X_copy = X.copy()
     est = _make(name).fit(X)
     est.transform(X)
@@ -168,7 +170,7 @@ def test_unfitted_estimator_raises_not_fitted(name, vectors):
 def test_bad_inputs_get_clear_errors(name, vectors, images):
     X, _ = vectors
     est = _make(name).fit(X)
-    with pytest.raises(ValueError, match="X has 15 features, but .* expecting 16"):
+    with pytest.raises(ValueError, match=r"X has 15 features, but .* expecting 16"):
         est.transform(X[:, :15])
     with pytest.raises(ValueError, match="shape"):
         est.transform(images[0])
@@ -244,7 +246,9 @@ def test_supervised_baseline_accepts_a_concept_table():
     bunch = make_additive(
         120, n_slots=2, slot_dim=2, n_features=16, support="random", random_state=0
     )
-    est = EncoderBaseline(objective="supervised", **FAST).fit(bunch.data, bunch.concepts)
+    est = EncoderBaseline(objective="supervised", **FAST).fit(
+        bunch.data, bunch.concepts
+    )
     # Two binned concepts of 4 bins per slot: one-hot targets of width 8.
     assert est.target_mean_.shape == (2, 8)
     assert np.isfinite(est.score(bunch.data, bunch.concepts))

@@ -35,16 +35,18 @@ def split_data():
 @pytest.fixture(scope="module")
 def generator(split_data):
     X_id, _ = split_data
-    return GenerativeInverter(max_epochs=40, search_steps=50, random_state=0, **SMALL).fit(
-        X_id
-    )
+    return GenerativeInverter(
+        max_epochs=40, search_steps=50, random_state=0, **SMALL
+    ).fit(X_id)
 
 
 def _mse(a, b):
     return float(np.mean((a - b) ** 2))
 
 
-def test_search_lowers_ood_reconstruction_error_below_the_encoder(generator, split_data):
+def test_search_lowers_ood_reconstruction_error_below_the_encoder(
+    generator, split_data
+):
     X_id, X_ood = split_data
     assert generator.score(X_id) > 0.9
     encoder_only = _mse(generator.inverse_transform(generator.encode(X_ood)), X_ood)
@@ -57,7 +59,9 @@ def test_more_search_steps_never_reconstruct_worse(generator, split_data):
     errors = []
     for steps in (0, 10, 50):
         generator.set_params(search_steps=steps)
-        errors.append(_mse(generator.inverse_transform(generator.transform(X_ood)), X_ood))
+        errors.append(
+            _mse(generator.inverse_transform(generator.transform(X_ood)), X_ood)
+        )
     generator.set_params(search_steps=50)
     assert errors[0] >= errors[1] >= errors[2]
 
@@ -90,7 +94,9 @@ def test_batched_search_equals_per_image_search():
     z0 = z_true + 0.5 * torch.randn_like(z_true)
     batch_z, batch_loss, _ = search_latents(decoder, x, z0, steps=60, lr=0.05)
     for i in range(16):
-        z, loss, _ = search_latents(decoder, x[i : i + 1], z0[i : i + 1], steps=60, lr=0.05)
+        z, loss, _ = search_latents(
+            decoder, x[i : i + 1], z0[i : i + 1], steps=60, lr=0.05
+        )
         torch.testing.assert_close(z[0], batch_z[i], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(loss[0], batch_loss[i], atol=1e-5, rtol=1e-3)
 
@@ -110,7 +116,7 @@ def test_search_early_stop_is_per_image_and_saves_steps():
     # Images already at the answer stop at once and keep it.
     assert (n_steps[:16] <= 3).all()
     assert loss[:16].max() < 1e-8
-    _, full_loss, full_steps = search_latents(decoder, x, z0, steps=300, lr=0.02)
+    _, _full_loss, full_steps = search_latents(decoder, x, z0, steps=300, lr=0.02)
     assert (full_steps == 300).all()
     assert loss[16:].mean() < 0.1 * ((decoder(z0[16:]) - x[16:]) ** 2).sum(1).mean()
 
@@ -148,14 +154,17 @@ def test_vae_adds_a_kl_term_weighted_by_beta(split_data):
         history[0.0][-1, "batches", -1]["train_reconstruction"], rel=1e-4
     )
     # The KL term pulls the posterior towards the prior.
-    assert history[1.0][-1, "batches", -1]["train_kl"] < history[0.0][-1, "batches", -1][
-        "train_kl"
-    ]
+    assert (
+        history[1.0][-1, "batches", -1]["train_kl"]
+        < history[0.0][-1, "batches", -1]["train_kl"]
+    )
 
 
 def test_vae_encoder_is_deterministic_at_inference(split_data):
     X_id, _ = split_data
-    est = GenerativeInverter(vae=True, max_epochs=2, search_steps=0, random_state=0, **SMALL)
+    est = GenerativeInverter(
+        vae=True, max_epochs=2, search_steps=0, random_state=0, **SMALL
+    )
     est.fit(X_id)
     np.testing.assert_array_equal(est.transform(X_id[:20]), est.transform(X_id[:20]))
 
@@ -202,7 +211,9 @@ def test_interaction_weight_lowers_the_penalty_under_training(split_data):
         ).fit(X_id)
         penalties = [b["train_interaction"] for b in est.net_.history[-1, "batches"]]
         final[weight] = np.mean(penalties)
-        first = np.mean([b["train_interaction"] for b in est.net_.history[0, "batches"]])
+        first = np.mean(
+            [b["train_interaction"] for b in est.net_.history[0, "batches"]]
+        )
         if weight:
             assert final[weight] < first
     assert final[1.0] < 0.5 * final[0.0]
