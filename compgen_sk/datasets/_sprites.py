@@ -112,7 +112,9 @@ def render_sprites(latents, image_size, shapes, *, device="cpu"):
             )
             polygons[name] = (normals, offsets, pixels @ normals.T)
     for start in range(0, n, _RENDER_CHUNK):
-        z = torch.as_tensor(latents[start : start + _RENDER_CHUNK], device=device)
+        z = torch.as_tensor(
+            latents[start : start + _RENDER_CHUNK], dtype=torch.float32, device=device
+        )
         canvas = torch.zeros(len(z), 3, image_size * image_size, device=device)
         distance = torch.empty(len(z), image_size * image_size, device=device)
         for k in range(n_slots):
@@ -195,7 +197,8 @@ def make_sprites(
 
         - ``"diagonal"``: every latent's slot vector lies within ``delta`` of the
           diagonal where all slots are equal (unit-cube coordinates); OOD is
-          farther than ``delta`` in some latent (Wiedemer et al. 2024).
+          farther than ``delta`` in some latent (Wiedemer et al. 2024). The
+          shape counts at its category's centre, so ID objects share one shape.
         - ``"random"``: each latent is cut into ``n_bins`` bins and a random
           ``holdout_fraction`` of binned combinations is held out; combinations
           whose slots are all equal stay in ID, so every single-slot value does.

@@ -69,6 +69,17 @@ class LatentSpec:
         sizes = self.bin_counts(n_bins)
         return np.minimum(np.floor(u * sizes), sizes - 1).astype(np.int64)
 
+    def observable(self, u):
+        """Unit coordinates with categorical latents snapped to their category's
+        centre, so that a support depends on observable values only."""
+        out = np.array(u, dtype=np.float64, copy=True)
+        for j, r in enumerate(self.ranges):
+            if not _is_interval(r):
+                out[..., j] = (
+                    np.minimum(np.floor(u[..., j] * len(r)), len(r) - 1) + 0.5
+                ) / len(r)
+        return out
+
     def bin_counts(self, n_bins):
         sizes = [n_bins if _is_interval(r) else len(r) for r in self.ranges]
         return np.array(sizes, dtype=np.int64)
@@ -246,6 +257,7 @@ class Support:
         """True for unit latents ``(n, K, L)`` inside the in-domain support."""
         if self.kind == "full":
             return np.ones(u.shape[0], dtype=bool)
+        u = self.spec.observable(u)
         if self.kind == "diagonal":
             return (diagonal_distance(u) <= self.delta).all(axis=1)
         if self.kind == "l_shape":
