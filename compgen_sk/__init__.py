@@ -9,6 +9,7 @@ held-out slot combinations.
 
 from .estimators import EncoderBaseline, GenerativeInverter, ReplayEncoder
 from .model_selection import HeldOutCombinations, train_test_split_combinations
+from .probe import SlotProbe
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __all__ = [
     "GenerativeInverter",
     "HeldOutCombinations",
     "ReplayEncoder",
+    "SlotProbe",
     "__version__",
     "train_test_split_combinations",
 ]

@@ -1,41 +1,448 @@
-"""Metrics of slot representations and of reconstructions (METHOD.md §5)."""
+"""Metrics of slot representations and their decoders (METHOD.md §5), and scorers.
+
+- :func:`slot_identifiability_score`: readouts from every inferred slot to every
+  true slot, Hungarian matching, mean matched R² / accuracy (Wiedemer et al. 2024;
+  Lachapelle et al. 2023).
+- :func:`reconstruction_r2`: R² of reconstructing inputs through an estimator.
+- :func:`jacobian_interaction_score` and :func:`compositional_contrast`: how much
+  the decoder lets slots interact, from its Jacobian (Brady et al.).
+- :func:`make_slot_scorer` and ready scorers for ``GridSearchCV`` /
+  ``cross_validate``.
+"""
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
-from sklearn.utils.validation import check_array
+import torch
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted
 
-__all__ = ["reconstruction_r2"]
+from ._readout import concepts_from_table, match_slots, score_matrix, split_slots
+
+__all__ = [
+    "compositional_contrast",
+    "decoder_jacobian_norms",
+    "identifiability_scorer",
+    "jacobian_interaction_score",
+    "make_slot_scorer",
+    "readout_scorer",
+    "reconstruction_r2",
+    "reconstruction_scorer",
+    "slot_identifiability_score",
+    "slot_scorers",
+]
+
+# Share of samples that fit the readouts when no fit_mask is given.
+_FIT_FRACTION = 0.5
 
 
-def _r2(X, X_hat):
+def slot_identifiability_score(
+    latents,
+    slots,
+    *,
+    n_slots=None,
+    fit_mask=None,
+    readout="mlp",
+    categorical=None,
+    return_details=False,
+    random_state=None,
+):
+    """How well inferred slots identify the true slots, up to permutation.
+
+    For every inferred slot ``i`` and true slot ``j`` a readout is fitted from
+    slot ``i`` to each latent of slot ``j``, on the samples in ``fit_mask``, and
+    scored on the others: R² for continuous latents, accuracy for categorical
+    ones, averaged over the latents of slot ``j``. Inferred slots are matched to
+    true slots by the Hungarian algorithm on this score matrix, and the score is
+    the mean matched score (METHOD.md §5).
+
+    To score out-of-domain identifiability, fit the readouts on ID samples and
+    evaluate them on OOD samples::
+
+        slots = estimator.transform(np.concatenate([X_id, X_ood]))
+        latents = np.concatenate([z_id, z_ood])
+        fit_mask = np.r_[np.ones(len(X_id), bool), np.zeros(len(X_ood), bool)]
+        slot_identifiability_score(latents, slots, n_slots=K, fit_mask=fit_mask)
+
+    Parameters
+    ----------
+    latents : array-like of shape (n_samples, K, m) or DataFrame
+        Ground-truth latents, or a concept table (columns ``"<slot>_<concept>"``).
+    slots : array-like of shape (n_samples, K', d) or (n_samples, K' * d)
+        Inferred slots; flat slots need ``n_slots``.
+    n_slots : int or None, default=None
+        Number of inferred slots K' when ``slots`` is flat.
+    fit_mask : array-like of bool of shape (n_samples,) or None, default=None
+        Samples that fit the readouts; the others evaluate them. None splits the
+        samples in half at random.
+    readout : {"mlp", "linear"} or estimator, default="mlp"
+        Small MLP or linear model (Ridge / logistic regression) on standardized
+        slots, or any scikit-learn regressor (categorical latents then use it if it
+        is a classifier, else logistic regression).
+    categorical : "auto", bool, list of int or None, default=None
+        Which latents (indices within a slot) are categorical and scored by
+        accuracy; None: none; "auto": integer-valued arrays. Concept tables say it
+        themselves through their column dtypes.
+    return_details : bool, default=False
+        Also return a DataFrame with one row per (inferred slot, latent): its
+        score and whether that pair is matched.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the default split and MLP readouts.
+
+    Returns
+    -------
+    score : float
+        Mean matched score; 1 is perfect identification.
+    details : DataFrame
+        Only with ``return_details=True``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from compgen_sk.metrics import slot_identifiability_score
+    >>> rng = np.random.default_rng(0)
+    >>> z = rng.uniform(-1, 1, size=(400, 2, 2))
+    >>> inferred = np.tanh(z[:, ::-1])  # slots swapped and warped
+    >>> round(slot_identifiability_score(z, inferred, readout="mlp",
+    ...                                  random_state=0), 2) >= 0.95
+    True
+    """
+    concepts, _ = concepts_from_table(latents, categorical=categorical or False)
+    slots = split_slots(np.asarray(slots, dtype=np.float64), n_slots)
+    if not np.isfinite(slots).all():
+        raise ValueError("slots contain NaN or infinity.")
+    n = len(slots)
+    if len(concepts[0].values) != n:
+        raise ValueError(
+            f"latents have {len(concepts[0].values)} samples but slots have {n}."
+        )
+    fit_index, eval_index = _fit_eval_split(n, fit_mask, random_state)
+    matrix, details = score_matrix(
+        slots, concepts, fit_index, eval_index, readout, random_state
+    )
+    matching = match_slots(matrix)
+    matched = [(i, j) for j, i in enumerate(matching) if i >= 0]
+    score = float(np.mean([matrix[i, j] for i, j in matched]))
+    if not return_details:
+        return score
+    pairs = set(matched)
+    details["matched"] = [
+        (i, j) in pairs for i, j in zip(details["inferred_slot"], details["true_slot"])
+    ]
+    return score, details
+
+
+def _fit_eval_split(n, fit_mask, random_state):
+    if fit_mask is None:
+        if n < 4:
+            raise ValueError(f"Need at least 4 samples to split for readouts, got {n}.")
+        return train_test_split(
+            np.arange(n),
+            train_size=_FIT_FRACTION,
+            random_state=check_random_state(random_state).randint(2**31),
+        )
+    mask = np.asarray(fit_mask)
+    if mask.dtype != bool or mask.shape != (n,):
+        raise ValueError(
+            f"fit_mask must be a boolean array of shape ({n},); got dtype "
+            f"{mask.dtype} and shape {mask.shape}."
+        )
+    if mask.all() or not mask.any():
+        raise ValueError("fit_mask must select some samples and leave some out.")
+    return np.flatnonzero(mask), np.flatnonzero(~mask)
+
+
+def _r2(X, X_hat, sample_weight=None):
     """Variance-weighted R² over all output elements (1 - SSE / SST)."""
     X = X.reshape(len(X), -1)
     X_hat = X_hat.reshape(len(X_hat), -1)
-    sse = np.square(X - X_hat).sum(dtype=np.float64)
-    sst = np.square(X - X.mean(axis=0, dtype=np.float64)).sum(dtype=np.float64)
+    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
+    mean = np.average(X, axis=0, weights=w)
+    sse = w @ np.square(X - X_hat).sum(axis=1, dtype=np.float64)
+    sst = w @ np.square(X - mean).sum(axis=1, dtype=np.float64)
     if sst == 0:
         return 1.0 if sse == 0 else 0.0
     return float(1.0 - sse / sst)
 
 
-def reconstruction_r2(estimator, X):
+def _slot_estimator(estimator, *, needs_decoder=False):
+    """The slot estimator itself, or the first step of a Pipeline that is one."""
+    if isinstance(estimator, Pipeline):
+        steps = [s for _, s in estimator.steps if hasattr(s, "_encoder")]
+        if not steps:
+            raise ValueError("The pipeline has no compgen-sk slot estimator step.")
+        estimator = steps[0]
+    elif not hasattr(estimator, "_encoder"):
+        raise ValueError(
+            f"{type(estimator).__name__} is not a compgen-sk slot estimator."
+        )
+    if needs_decoder and not estimator._has_decoder():
+        raise ValueError(
+            f"{type(estimator).__name__}(objective={estimator.objective!r}) has no "
+            "decoder to reconstruct or differentiate."
+        )
+    return estimator
+
+
+def reconstruction_r2(estimator, X, sample_weight=None):
     """R² of reconstructing ``X`` through a fitted slot estimator.
 
     ``X`` is mapped to slots with ``transform`` (search included, where the
-    estimator searches) and back with ``inverse_transform``; the score is
+    estimator searches) and back with the estimator's decoder; the score is
     ``1 - SSE / SST`` over all pixels or features (variance weighted), so 1 is
     perfect and 0 is no better than the per-feature mean.
 
     Parameters
     ----------
-    estimator : fitted estimator with ``transform`` and ``inverse_transform``
+    estimator : fitted slot estimator, or a Pipeline starting with one
     X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+    sample_weight : array-like of shape (n_samples,) or None, default=None
 
     Returns
     -------
     score : float
     """
+    estimator = _slot_estimator(estimator, needs_decoder=True)
     X_hat = estimator.inverse_transform(estimator.transform(X))
     X = check_array(X, allow_nd=True, dtype=[np.float32, np.float64])
-    return _r2(X, X_hat)
+    if sample_weight is not None:
+        sample_weight = _check_sample_weight(sample_weight, X)
+    return _r2(X, X_hat, sample_weight)
+
+
+def _slot_norms(estimator, X, Z, max_samples, random_state):
+    """Per-sample, per-output, per-slot Jacobian norms ||d f_p / d z_k||."""
+    estimator = _slot_estimator(estimator, needs_decoder=True)
+    check_is_fitted(estimator)
+    if (X is None) == (Z is None):
+        raise ValueError("Pass exactly one of X (inputs) or Z (slots).")
+    if isinstance(max_samples, bool) or not isinstance(max_samples, Integral):
+        raise ValueError(
+            f"max_samples must be a positive integer, got {max_samples!r}."
+        )
+    if max_samples < 1:
+        raise ValueError(
+            f"max_samples must be a positive integer, got {max_samples!r}."
+        )
+    if Z is None:
+        Z = estimator.transform(X)
+    Z = estimator._validate_slots(Z)
+    if len(Z) > max_samples:
+        rows = check_random_state(random_state).choice(
+            len(Z), max_samples, replace=False
+        )
+        Z = Z[np.sort(rows)]
+    decoder = estimator._decoder()
+    with estimator._eval(decoder):
+        return decoder_jacobian_norms(decoder, Z)
+
+
+def decoder_jacobian_norms(decoder, Z):
+    """Slot-wise Jacobian norms ``||d f_p / d z_k||`` of a torch decoder.
+
+    Parameters
+    ----------
+    decoder : torch.nn.Module
+        Maps slots (n, K, d) to outputs (n, ...).
+    Z : array-like of shape (n, K, d)
+
+    Returns
+    -------
+    norms : ndarray of shape (n, n_outputs, K)
+    """
+    param = next(decoder.parameters(), None)
+    device = param.device if param is not None else "cpu"
+    z = torch.as_tensor(np.asarray(Z), dtype=torch.float32, device=device)
+
+    def render(one):
+        return decoder(one[None]).flatten()
+
+    # Forward mode: one pass per slot latent, far fewer than output elements.
+    jacobian = torch.func.vmap(torch.func.jacfwd(render))(z)  # (n, P, K, d)
+    return jacobian.norm(dim=-1).detach().cpu().numpy()
+
+
+def jacobian_interaction_score(
+    estimator, X=None, *, Z=None, max_samples=64, random_state=None
+):
+    """How exclusively each output element depends on one slot (METHOD.md §5).
+
+    For every sample and output element (pixel channel or feature), the share of
+    the largest slot in the slot-wise Jacobian norms ``||d f_p / d z_k||`` is
+    rescaled so that 1 means the element depends on a single slot and 0 means
+    all slots count equally; elements are averaged with weights equal to their
+    total Jacobian norm (elements that depend on nothing do not count), then
+    samples are averaged. Computed with :mod:`torch.func` on the decoder.
+
+    Parameters
+    ----------
+    estimator : fitted slot estimator with a decoder, or a Pipeline starting with one
+    X : array-like or None
+        Inputs, mapped to slots with ``transform``.
+    Z : array-like of shape (n, K * d) or (n, K, d) or None
+        Slots, used directly. Pass exactly one of X and Z.
+    max_samples : int, default=64
+        Evaluate at most this many samples (drawn at random).
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    score : float in [0, 1]
+    """
+    norms = _slot_norms(estimator, X, Z, max_samples, random_state)
+    n_slots = norms.shape[2]
+    if n_slots == 1:
+        return 1.0
+    total = norms.sum(axis=2)
+    share = norms.max(axis=2) / np.maximum(total, 1e-12)
+    rescaled = (share - 1.0 / n_slots) / (1.0 - 1.0 / n_slots)
+    weights = total / np.maximum(total.sum(axis=1, keepdims=True), 1e-12)
+    return float(np.mean((rescaled * weights).sum(axis=1)))
+
+
+def compositional_contrast(
+    estimator, X=None, *, Z=None, max_samples=64, random_state=None
+):
+    """Compositional contrast of the decoder (Brady et al. 2023).
+
+    ``sum_p sum_{i<j} ||d f_p / d z_i|| ||d f_p / d z_j||`` per sample, averaged
+    over samples: 0 exactly when every output element depends on at most one
+    slot. Unlike :func:`jacobian_interaction_score` it is not normalized, so it
+    scales with the decoder's gain.
+
+    Parameters
+    ----------
+    estimator, X, Z, max_samples, random_state
+        As in :func:`jacobian_interaction_score`.
+
+    Returns
+    -------
+    contrast : float >= 0
+    """
+    norms = _slot_norms(estimator, X, Z, max_samples, random_state)
+    total = norms.sum(axis=2)
+    pairwise = 0.5 * (total**2 - (norms**2).sum(axis=2))
+    return float(pairwise.sum(axis=1).mean())
+
+
+# ------------------------------------------------------------------------ scorers
+
+
+def make_slot_scorer(metric="readout", **options):
+    """A scorer ``scorer(estimator, X, y) -> float`` for model selection.
+
+    Parameters
+    ----------
+    metric : {"readout", "identifiability", "reconstruction"}, default="readout"
+        - ``"readout"``: the estimator's own ``score(X, y)``: for a pipeline ending
+          in a :class:`~compgen_sk.SlotProbe` fitted on the training folds, the
+          accuracy / R² of reading the concepts of the scored (e.g. held-out
+          combination) samples — the OOD readout score of METHOD.md §5.
+        - ``"identifiability"``: :func:`slot_identifiability_score` of the slots
+          that the (first) slot estimator infers for X against y, readouts fit and
+          evaluated within the scored samples; ``options`` go to that function.
+        - ``"reconstruction"``: :func:`reconstruction_r2` of X.
+    **options
+        Keyword arguments of :func:`slot_identifiability_score` (``readout``,
+        ``categorical``, ``random_state``).
+
+    Returns
+    -------
+    scorer : callable
+
+    Examples
+    --------
+    >>> from compgen_sk.metrics import make_slot_scorer
+    >>> scorer = make_slot_scorer("identifiability", readout="linear")
+    """
+    if metric == "readout":
+        if options:
+            raise ValueError(
+                f"metric='readout' takes no options, got {sorted(options)}."
+            )
+        return _ReadoutScorer()
+    if metric == "identifiability":
+        return _IdentifiabilityScorer(options)
+    if metric == "reconstruction":
+        if options:
+            raise ValueError(
+                f"metric='reconstruction' takes no options, got {sorted(options)}."
+            )
+        return _ReconstructionScorer()
+    raise ValueError(
+        "metric must be one of 'readout', 'identifiability', 'reconstruction'; "
+        f"got {metric!r}."
+    )
+
+
+class _ReadoutScorer:
+    def __call__(self, estimator, X, y=None):
+        if y is None:
+            raise ValueError("The readout scorer needs y (the concepts of X).")
+        return float(estimator.score(X, y))
+
+    def __repr__(self):
+        return "make_slot_scorer('readout')"
+
+
+class _IdentifiabilityScorer:
+    def __init__(self, options):
+        unknown = set(options) - {"readout", "categorical", "random_state"}
+        if unknown:
+            raise ValueError(
+                f"Unknown identifiability options {sorted(unknown)}; use readout, "
+                "categorical, random_state."
+            )
+        self.options = options
+
+    def __call__(self, estimator, X, y=None):
+        if y is None:
+            raise ValueError(
+                "The identifiability scorer needs y (latents or concepts)."
+            )
+        slot_estimator = _slot_estimator(estimator)
+        slots = slot_estimator.transform(X)
+        n_slots = slot_estimator._encoder().n_slots
+        return slot_identifiability_score(y, slots, n_slots=n_slots, **self.options)
+
+    def __repr__(self):
+        options = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"make_slot_scorer('identifiability'{', ' if options else ''}{options})"
+
+
+class _ReconstructionScorer:
+    def __call__(self, estimator, X, y=None):
+        return reconstruction_r2(estimator, X)
+
+    def __repr__(self):
+        return "make_slot_scorer('reconstruction')"
+
+
+readout_scorer = make_slot_scorer("readout")
+identifiability_scorer = make_slot_scorer("identifiability", readout="linear")
+reconstruction_scorer = make_slot_scorer("reconstruction")
+
+
+def slot_scorers():
+    """The named scorers, for multi-metric ``scoring=`` in one dict.
+
+    Returns
+    -------
+    scorers : dict
+        ``{"readout": ..., "identifiability": ..., "reconstruction_r2": ...}``.
+
+    Examples
+    --------
+    >>> from compgen_sk.metrics import slot_scorers
+    >>> sorted(slot_scorers())
+    ['identifiability', 'readout', 'reconstruction_r2']
+    """
+    return {
+        "readout": readout_scorer,
+        "identifiability": identifiability_scorer,
+        "reconstruction_r2": reconstruction_scorer,
+    }

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
+from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
     _check_feature_names,
@@ -218,6 +219,13 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         """The fitted slot encoder."""
         raise NotImplementedError
 
+    def _decoder(self):
+        """The fitted decoder that renders slots, on the inference device."""
+        raise NotImplementedError
+
+    def _has_decoder(self):
+        return True
+
     def _inference_device(self):
         return torch.device(self.net_.device)
 
@@ -313,8 +321,38 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
     def _flat(self, slots):
         return slots.reshape(len(slots), -1)
 
-    def _reconstruction_score(self, X):
-        return reconstruction_r2(self, X)
+    @available_if(lambda self: self._has_decoder())
+    def inverse_transform(self, Z):
+        """Render slots with the decoder, in the layout of X.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_samples, n_slots * slot_dim) or \
+(n_samples, n_slots, slot_dim)
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, *input_shape_), float32
+        """
+        check_is_fitted(self)
+        return self._decode_array(self._decoder(), self._validate_slots(Z))
+
+    def score(self, X, y=None, sample_weight=None):
+        """Reconstruction R² of X through ``transform`` and the decoder.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        y : None
+            Ignored.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+
+        Returns
+        -------
+        score : float
+            1 is a perfect reconstruction; higher is better.
+        """
+        return reconstruction_r2(self, X, sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

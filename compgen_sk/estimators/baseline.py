@@ -8,7 +8,6 @@ import numpy as np
 import torch
 from sklearn.base import _fit_context
 from sklearn.metrics import r2_score
-from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -17,10 +16,6 @@ from ..modules import SlotAutoencoder, SlotRegressor
 from ._base import _INFERENCE_BATCH, SlotEstimatorBase, _positive_int
 from ._nets import SlotAutoencoderNet
 from .generative import build_decoder
-
-
-def _is_autoencoder(estimator):
-    return estimator.objective == "autoencoder"
 
 
 class EncoderBaseline(SlotEstimatorBase):
@@ -191,6 +186,14 @@ default="adamw"
     def _encoder(self):
         return self.net_.module_.encoder
 
+    def _decoder(self):
+        if not self._has_decoder():
+            raise ValueError("objective='supervised' trains no decoder.")
+        return self.net_.module_.decoder
+
+    def _has_decoder(self):
+        return self.objective == "autoencoder"
+
     def transform(self, X):
         """Encode X in one forward pass.
 
@@ -205,23 +208,7 @@ default="adamw"
         check_is_fitted(self)
         return self._flat(self._encode_array(self._validate_X(X, reset=False)))
 
-    @available_if(_is_autoencoder)
-    def inverse_transform(self, Z):
-        """Render slots with the unconstrained decoder (autoencoder objective).
-
-        Parameters
-        ----------
-        Z : array-like of shape (n_samples, n_slots * slot_dim) or \
-(n_samples, n_slots, slot_dim)
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, *input_shape_)
-        """
-        check_is_fitted(self)
-        return self._decode_array(self.net_.module_.decoder, self._validate_slots(Z))
-
-    def score(self, X, y=None):
+    def score(self, X, y=None, sample_weight=None):
         """Reconstruction R² (autoencoder) or R² of the supervised readout.
 
         Parameters
@@ -229,6 +216,7 @@ default="adamw"
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
         y : array-like or DataFrame, default=None
             Required for ``objective="supervised"``.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
 
         Returns
         -------
@@ -236,7 +224,7 @@ default="adamw"
         """
         check_is_fitted(self)
         if self.objective == "autoencoder":
-            return self._reconstruction_score(X)
+            return super().score(X, sample_weight=sample_weight)
         X = self._validate_X(X, reset=False)
         targets = self._standardize_targets(X, y, reset=False)
         module = self.net_.module_
@@ -248,5 +236,6 @@ default="adamw"
         return r2_score(
             targets.reshape(n, -1),
             predictions.reshape(n, -1),
+            sample_weight=sample_weight,
             multioutput="variance_weighted",
         )

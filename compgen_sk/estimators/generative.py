@@ -244,6 +244,9 @@ default="adamw"
     def _encoder(self):
         return self.net_.module_.encoder
 
+    def _decoder(self):
+        return self.net_.module_.decoder
+
     def transform(self, X):
         """Infer slots: the encoder's guess refined by ``search_steps`` of search.
 
@@ -257,9 +260,7 @@ default="adamw"
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        return self._flat(
-            self._invert_array(X, self.net_.module_.decoder, self.search_steps)
-        )
+        return self._flat(self._invert_array(X, self._decoder(), self.search_steps))
 
     def encode(self, X):
         """The encoder's guess alone (no search).
@@ -274,21 +275,6 @@ default="adamw"
         """
         check_is_fitted(self)
         return self._flat(self._encode_array(self._validate_X(X, reset=False)))
-
-    def inverse_transform(self, Z):
-        """Render slots with the decoder, in the layout of X.
-
-        Parameters
-        ----------
-        Z : array-like of shape (n_samples, n_slots * slot_dim) or \
-(n_samples, n_slots, slot_dim)
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, *input_shape_), float32
-        """
-        check_is_fitted(self)
-        return self._decode_array(self.net_.module_.decoder, self._validate_slots(Z))
 
     def render_slots(self, Z):
         """Each slot's contribution to the rendering, where the decoder defines it.
@@ -305,26 +291,10 @@ default="adamw"
             ``inverse_transform(Z)``.
         """
         check_is_fitted(self)
-        decoder = self.net_.module_.decoder
+        decoder = self._decoder()
         if not hasattr(decoder, "render_slots"):
             raise ValueError(
                 f"decoder={self.decoder!r} mixes slots and has no per-slot renderings; "
                 "use 'additive' or 'masked'."
             )
         return self._decode_array(decoder, self._validate_slots(Z), per_slot=True)
-
-    def score(self, X, y=None):
-        """Reconstruction R² of X through ``transform`` and the decoder.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        score : float
-            1 is a perfect reconstruction; higher is better.
-        """
-        return self._reconstruction_score(X)

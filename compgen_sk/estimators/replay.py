@@ -233,44 +233,12 @@ default="adamw"
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        decoder = self._generator_decoder()
-        return self._flat(self._invert_array(X, decoder, self.search_steps))
+        return self._flat(self._invert_array(X, self._decoder(), self.search_steps))
 
-    def _generator_decoder(self):
+    def _decoder(self):
         """The generator's decoder, on the device this estimator infers on."""
-        decoder = self.generator_.net_.module_.decoder
-        return (
-            decoder
-            if next(decoder.parameters()).device == self._inference_device()
-            else (copy.deepcopy(decoder).to(self._inference_device()))
-        )
-
-    def inverse_transform(self, Z):
-        """Render slots with the generator's decoder.
-
-        Parameters
-        ----------
-        Z : array-like of shape (n_samples, n_slots * slot_dim) or \
-(n_samples, n_slots, slot_dim)
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, *input_shape_)
-        """
-        check_is_fitted(self)
-        return self._decode_array(self._generator_decoder(), self._validate_slots(Z))
-
-    def score(self, X, y=None):
-        """Reconstruction R² of X through ``transform`` and the generator's decoder.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        score : float
-        """
-        return self._reconstruction_score(X)
+        decoder = self.generator_._decoder()
+        device = self._inference_device()
+        if next(decoder.parameters()).device != device:
+            decoder = copy.deepcopy(decoder).to(device)
+        return decoder

@@ -1,0 +1,235 @@
+"""Reading concepts out of inferred slots, and matching slots to true slots.
+
+Shared by :func:`compgen_sk.metrics.slot_identifiability_score` and
+:class:`compgen_sk.SlotProbe`: one readout per (inferred slot, concept), a score
+matrix of inferred slots x true slots, and the Hungarian matching on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from sklearn.base import clone, is_classifier
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ._concepts import group_columns, is_categorical
+
+READOUTS = ("linear", "mlp")
+_MLP_HIDDEN = (64,)
+_MLP_MAX_ITER = 500
+
+
+@dataclass
+class Concept:
+    """One ground-truth concept: its true slot, name, values and kind."""
+
+    slot: int
+    name: str
+    values: np.ndarray
+    categorical: bool
+
+
+def concepts_from_table(y, categorical="auto"):
+    """Concepts of ``y`` and the names of its true slots.
+
+    ``y`` is a DataFrame whose columns ``"<slot>_<concept>"`` group by true slot
+    (categorical / object / bool columns are categorical), or an array: 1-D (one
+    concept of one slot), 2-D (n, K) (one concept per slot) or 3-D (n, K, m).
+    For numeric arrays, ``categorical`` is ``"auto"`` (integer arrays are
+    categorical), a bool, or the latent indices (within a slot) that are
+    categorical; string or object arrays are class labels.
+    """
+    if isinstance(y, pd.Series):
+        y = y.to_frame()
+    if isinstance(y, pd.DataFrame):
+        if y.isna().to_numpy().any():
+            raise ValueError("y contains missing values (NaN).")
+        groups = group_columns(y.columns)
+        concepts = [
+            Concept(
+                slot,
+                str(y.columns[j]),
+                y.iloc[:, j].to_numpy(),
+                is_categorical(y.iloc[:, j]),
+            )
+            for slot, cols in enumerate(groups.values())
+            for j in cols
+        ]
+        return concepts, list(groups)
+    if y is None:
+        raise ValueError("requires y to be passed, but the target y is None.")
+    array = np.asarray(y)
+    if array.ndim == 1:
+        array = array[:, None, None]
+    elif array.ndim == 2:
+        array = array[:, :, None]
+    elif array.ndim != 3:
+        raise ValueError(
+            "y must be a concept table, or latents of shape (n,), (n, K) or "
+            f"(n, K, m); got shape {array.shape}."
+        )
+    if array.dtype.kind == "c":
+        raise ValueError("Complex data not supported as y.")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError("y contains NaN or infinity.")
+    labels = array.dtype.kind not in "biuf"  # strings or objects: class labels
+    n_latents = array.shape[2]
+    if labels:
+        flags = [True] * n_latents
+    elif isinstance(categorical, str) and categorical == "auto":
+        flags = [array.dtype.kind in "biu"] * n_latents
+    elif isinstance(categorical, bool | np.bool_):
+        flags = [bool(categorical)] * n_latents
+    else:
+        indices = list(categorical or [])
+        bad = [
+            i for i in indices if not isinstance(i, Integral) or not 0 <= i < n_latents
+        ]
+        if bad:
+            raise ValueError(
+                f"categorical must list latent indices in [0, {n_latents}); got {bad}."
+            )
+        flags = [i in indices for i in range(n_latents)]
+    concepts = [
+        Concept(k, f"slot{k}_{j}", array[:, k, j], flags[j])
+        for k in range(array.shape[1])
+        for j in range(n_latents)
+    ]
+    return concepts, [f"slot{k}" for k in range(array.shape[1])]
+
+
+def split_slots(slots, n_slots):
+    """Inferred slots as (n, K', d) from (n, K', d) or (n, K' * d) with n_slots."""
+    slots = np.asarray(slots)
+    if slots.ndim == 3:
+        if n_slots is not None and n_slots != slots.shape[1]:
+            raise ValueError(
+                f"n_slots={n_slots} contradicts slots of shape {slots.shape}."
+            )
+        return slots
+    if slots.ndim != 2:
+        raise ValueError(
+            f"slots must be (n, n_slots, d) or (n, n_slots * d); got {slots.shape}."
+        )
+    if n_slots is None:
+        raise ValueError(
+            "slots are flat (n, n_slots * d): pass n_slots to cut them into slots."
+        )
+    if isinstance(n_slots, bool) or not isinstance(n_slots, Integral) or n_slots < 1:
+        raise ValueError(f"n_slots must be a positive integer, got {n_slots!r}.")
+    if slots.shape[1] % n_slots:
+        raise ValueError(
+            f"n_slots={n_slots} does not divide the {slots.shape[1]} slot features."
+        )
+    return slots.reshape(len(slots), n_slots, -1)
+
+
+def make_readout(readout, categorical, random_state=None):
+    """An unfitted readout for one concept: scaled inputs, then a linear model or
+    small MLP (classifier for categorical concepts), or a clone of an estimator.
+
+    A user estimator serves continuous concepts; categorical concepts use it if it
+    is a classifier, else logistic regression.
+    """
+    if isinstance(readout, str):
+        if readout == "linear":
+            model = (
+                LogisticRegression(max_iter=1000) if categorical else Ridge(alpha=1e-3)
+            )
+        elif readout == "mlp":
+            kind = MLPClassifier if categorical else MLPRegressor
+            model = kind(
+                hidden_layer_sizes=_MLP_HIDDEN,
+                max_iter=_MLP_MAX_ITER,
+                random_state=random_state,
+            )
+        else:
+            raise ValueError(
+                f"readout must be one of {READOUTS} or an estimator, got {readout!r}."
+            )
+        return make_pipeline(StandardScaler(), model)
+    if not hasattr(readout, "fit") or not hasattr(readout, "predict"):
+        raise ValueError(
+            f"readout must be one of {READOUTS} or a scikit-learn estimator, got "
+            f"{readout!r}."
+        )
+    if categorical and not is_classifier(readout):
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    return clone(readout)
+
+
+def readout_score(concept, truth, prediction, sample_weight=None):
+    """Accuracy for a categorical concept, R² for a continuous one."""
+    if concept.categorical:
+        return float(accuracy_score(truth, prediction, sample_weight=sample_weight))
+    if np.var(truth) == 0:
+        return 1.0 if np.allclose(truth, prediction) else 0.0
+    return float(r2_score(truth, prediction, sample_weight=sample_weight))
+
+
+def fit_readout(slot_features, concept, index, readout, random_state):
+    """A readout fitted on the rows ``index``; None if the concept is constant
+    there (then it predicts that constant)."""
+    target = concept.values[index]
+    if concept.categorical and len(np.unique(target)) < 2:
+        return _Constant(target[0])
+    model = make_readout(readout, concept.categorical, random_state)
+    return model.fit(slot_features[index], target)
+
+
+class _Constant:
+    def __init__(self, value):
+        self.value = value
+
+    def predict(self, X):
+        return np.full(len(X), self.value)
+
+
+def score_matrix(slots, concepts, fit_index, eval_index, readout, random_state=None):
+    """Scores of every (inferred slot, true slot) pair and per-concept details.
+
+    Returns the (K', K) matrix of the mean score over the true slot's concepts,
+    and a DataFrame with one row per (inferred slot, concept).
+    """
+    n_inferred = slots.shape[1]
+    n_true = 1 + max(c.slot for c in concepts)
+    matrix = np.zeros((n_inferred, n_true))
+    counts = np.zeros(n_true)
+    rows = []
+    for concept in concepts:
+        counts[concept.slot] += 1
+        for i in range(n_inferred):
+            model = fit_readout(slots[:, i], concept, fit_index, readout, random_state)
+            prediction = model.predict(slots[eval_index, i])
+            score = readout_score(concept, concept.values[eval_index], prediction)
+            matrix[i, concept.slot] += score
+            rows.append(
+                {
+                    "inferred_slot": i,
+                    "true_slot": concept.slot,
+                    "concept": concept.name,
+                    "categorical": concept.categorical,
+                    "score": score,
+                }
+            )
+    return matrix / counts, pd.DataFrame(rows)
+
+
+def match_slots(matrix):
+    """Hungarian matching that maximizes the total score.
+
+    Returns, for every true slot, its inferred slot (-1 if there are fewer
+    inferred than true slots and it is left without one).
+    """
+    inferred, true = linear_sum_assignment(matrix, maximize=True)
+    matching = np.full(matrix.shape[1], -1)
+    matching[true] = inferred
+    return matching

@@ -1,0 +1,258 @@
+"""SlotProbe: downstream readouts of ground-truth concepts from inferred slots."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
+
+from ._readout import (
+    concepts_from_table,
+    fit_readout,
+    match_slots,
+    readout_score,
+    score_matrix,
+    split_slots,
+)
+
+__all__ = ["SlotProbe"]
+
+
+class SlotProbe(BaseEstimator):
+    """Read ground-truth concepts out of inferred slots, matching slots first.
+
+    ``fit(slots, y)`` fits one readout per (inferred slot, concept) on part of
+    the data, scores them on the rest, matches inferred slots to true slots with
+    the Hungarian algorithm on the mean scores, and refits the matched readouts on
+    all the data. ``predict`` reads every concept off its matched slot; ``score``
+    is the mean accuracy (categorical concepts) / R² (continuous ones) over
+    concepts. Placed after a slot estimator in a :class:`~sklearn.pipeline.Pipeline`
+    fitted on in-domain data, its score on held-out combinations is the OOD
+    readout score of METHOD.md §5::
+
+        Pipeline([("inv", GenerativeInverter()), ("probe", SlotProbe())])
+            .fit(X_id, concepts_id).score(X_ood, concepts_ood)
+
+    For a single concept without slot matching, the plain idiom is
+    ``make_pipeline(FrozenEstimator(fitted), StandardScaler(),
+    LogisticRegression())``.
+
+    Parameters
+    ----------
+    readout : {"linear", "mlp"} or estimator, default="linear"
+        ``"linear"``: ridge regression / logistic regression on standardized
+        slots (the downstream linear probe); ``"mlp"``: a small MLP; or any
+        scikit-learn estimator (categorical concepts use it if it is a
+        classifier, else logistic regression).
+    n_slots : int or "auto", default="auto"
+        Number of inferred slots in X. "auto" reads it from column names
+        ``slot{k}_{j}`` (``set_output(transform="pandas")``) or else assumes as
+        many inferred slots as y has true slots.
+    categorical : "auto", bool or list of int, default="auto"
+        For array ``y``: which latents are categorical ("auto": integer arrays).
+        Concept tables say it by their dtypes.
+    match_fraction : float in (0, 1), default=1/3
+        Share of the fit data held out to score readouts for the matching.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the matching split and MLP readouts.
+
+    Attributes
+    ----------
+    matching_ : ndarray of shape (n_true_slots,)
+        Inferred slot read for each true slot.
+    slot_scores_ : DataFrame of shape (n_slots_, n_true_slots)
+        Held-out readout scores used for the matching.
+    readouts_ : dict
+        Fitted readout per concept name.
+    concept_names_ : list of str
+    true_slot_names_ : list of str
+    n_slots_ : int
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from compgen_sk import SlotProbe
+    >>> rng = np.random.default_rng(0)
+    >>> classes = rng.integers(0, 3, size=(300, 2))
+    >>> slots = np.concatenate([np.eye(3)[classes[:, 1]], np.eye(3)[classes[:, 0]]],
+    ...                        axis=1) + 0.1 * rng.normal(size=(300, 6))
+    >>> probe = SlotProbe(random_state=0).fit(slots, classes)
+    >>> probe.matching_.tolist(), probe.score(slots, classes)
+    ([1, 0], 1.0)
+    """
+
+    _parameter_constraints: dict = {
+        "readout": [StrOptions({"linear", "mlp"}), HasMethods(["fit", "predict"])],
+        "n_slots": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "categorical": [StrOptions({"auto"}), "boolean", list],
+        "match_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        readout="linear",
+        *,
+        n_slots="auto",
+        categorical="auto",
+        match_fraction=1 / 3,
+        random_state=None,
+    ):
+        self.readout = readout
+        self.n_slots = n_slots
+        self.categorical = categorical
+        self.match_fraction = match_fraction
+        self.random_state = random_state
+
+    def _slots(self, X, *, reset, n_true=None):
+        if reset:
+            self.n_slots_ = self._infer_n_slots(X, n_true)
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        return split_slots(X, self.n_slots_)
+
+    def _infer_n_slots(self, X, n_true):
+        if self.n_slots != "auto":
+            return self.n_slots
+        if isinstance(X, pd.DataFrame):
+            prefixes = {str(c).split("_", 1)[0] for c in X.columns}
+            if all(p.startswith("slot") for p in prefixes):
+                return len(prefixes)
+        return n_true
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Fit readouts, match inferred to true slots, refit the matched ones.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_slots * d)
+            Inferred slots (e.g. a slot estimator's ``transform``).
+        y : DataFrame or array-like
+            Concepts: a table with columns ``"<slot>_<concept>"``, or latents
+            (n,) one concept, (n, K) one concept per slot, (n, K, m).
+
+        Returns
+        -------
+        self : SlotProbe
+        """
+        concepts, true_slots = concepts_from_table(y, self.categorical)
+        slots = self._slots(X, reset=True, n_true=len(true_slots))
+        n = len(slots)
+        if len(concepts[0].values) != n:
+            raise ValueError(f"y has {len(concepts[0].values)} samples but X has {n}.")
+        if slots.shape[1] < len(true_slots):
+            raise ValueError(
+                f"X has {slots.shape[1]} inferred slots but y has {len(true_slots)} "
+                "true slots; every true slot needs an inferred slot to be read from."
+            )
+        rng = check_random_state(self.random_state)
+        seed = rng.randint(np.iinfo(np.int32).max)
+        order = rng.permutation(n)
+        n_match = int(round(self.match_fraction * n))
+        if n_match >= 2 and n - n_match >= 2:
+            fit_index, eval_index = order[n_match:], order[:n_match]
+        else:
+            fit_index = eval_index = order
+        matrix, _ = score_matrix(
+            slots, concepts, fit_index, eval_index, self.readout, seed
+        )
+        self.matching_ = match_slots(matrix)
+        self.slot_scores_ = pd.DataFrame(
+            matrix,
+            index=[f"slot{i}" for i in range(slots.shape[1])],
+            columns=true_slots,
+        )
+        every = np.arange(n)
+        self.readouts_ = {
+            c.name: fit_readout(
+                slots[:, self.matching_[c.slot]], c, every, self.readout, seed
+            )
+            for c in concepts
+        }
+        self._concepts = [(c.name, c.slot, c.categorical) for c in concepts]
+        self._y_layout = _layout(y)
+        self.concept_names_ = [c.name for c in concepts]
+        self.true_slot_names_ = true_slots
+        return self
+
+    def predict(self, X):
+        """Read every concept off its matched inferred slot.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_slots * d)
+
+        Returns
+        -------
+        y_pred : DataFrame or ndarray
+            In the layout of the ``y`` given to ``fit``.
+        """
+        check_is_fitted(self)
+        slots = self._slots(X, reset=False)
+        columns = {
+            name: self.readouts_[name].predict(slots[:, self.matching_[slot]])
+            for name, slot, _ in self._concepts
+        }
+        kind, shape = self._y_layout
+        if kind == "frame":
+            return pd.DataFrame(columns)
+        return np.stack(list(columns.values()), axis=1).reshape(len(slots), *shape)
+
+    def score(self, X, y, sample_weight=None):
+        """Mean over concepts of accuracy (categorical) or R² (continuous).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_slots * d)
+        y : DataFrame or array-like
+            Concepts in the layout given to ``fit``.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+
+        Returns
+        -------
+        score : float
+        """
+        check_is_fitted(self)
+        concepts, _ = concepts_from_table(y, self.categorical)
+        names = [c.name for c in concepts]
+        if names != self.concept_names_:
+            raise ValueError(
+                f"y has concepts {names}, but the probe was fitted on "
+                f"{self.concept_names_}."
+            )
+        slots = self._slots(X, reset=False)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, slots)
+        scores = [
+            readout_score(
+                c,
+                c.values,
+                self.readouts_[c.name].predict(slots[:, self.matching_[c.slot]]),
+                sample_weight,
+            )
+            for c in concepts
+        ]
+        return float(np.mean(scores))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.target_tags.multi_output = True
+        return tags
+
+
+def _layout(y):
+    if isinstance(y, pd.DataFrame | pd.Series):
+        return "frame", None
+    return "array", np.asarray(y).shape[1:]

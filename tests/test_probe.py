@@ -1,0 +1,241 @@
+"""SlotProbe and the end-to-end model-selection story (issue 4, §2, §4)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import GridSearchCV, cross_validate
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from compgen_sk import (
+    EncoderBaseline,
+    GenerativeInverter,
+    HeldOutCombinations,
+    ReplayEncoder,
+    SlotProbe,
+)
+from compgen_sk.datasets import make_digit_compositions
+from compgen_sk.metrics import slot_scorers
+
+
+@parametrize_with_checks([SlotProbe(random_state=0)])
+def test_sklearn_compatible_probe(estimator, check):
+    check(estimator)
+
+
+def _one_hot_slots(classes, order, noise=0.1, seed=0):
+    rng = np.random.default_rng(seed)
+    blocks = [np.eye(3)[classes[:, k]] for k in order]
+    slots = np.concatenate(blocks, axis=1)
+    return slots + noise * rng.normal(size=slots.shape)
+
+
+@pytest.fixture
+def classes():
+    return np.random.default_rng(0).integers(0, 3, size=(300, 2))
+
+
+def test_probe_matches_swapped_slots_and_reads_classes(classes):
+    slots = _one_hot_slots(classes, order=(1, 0))
+    probe = SlotProbe(random_state=0).fit(slots, classes)
+    assert probe.matching_.tolist() == [1, 0]
+    assert probe.score(slots, classes) == 1.0
+    np.testing.assert_array_equal(probe.predict(slots), classes)
+    assert probe.slot_scores_.shape == (2, 2)
+    assert probe.slot_scores_.iloc[1, 0] > probe.slot_scores_.iloc[0, 0]
+
+
+def test_probe_with_a_concept_table_predicts_a_table(classes):
+    table = pd.DataFrame(
+        {
+            "left_digit": pd.Categorical(classes[:, 0].astype(str)),
+            "right_digit": pd.Categorical(classes[:, 1].astype(str)),
+        }
+    )
+    slots = _one_hot_slots(classes, order=(1, 0))
+    probe = SlotProbe(random_state=0).fit(slots, table)
+    assert probe.true_slot_names_ == ["left", "right"]
+    predicted = probe.predict(slots)
+    assert list(predicted.columns) == ["left_digit", "right_digit"]
+    assert (
+        predicted["left_digit"].astype(str) == table["left_digit"].astype(str)
+    ).all()
+    with pytest.raises(ValueError, match="fitted on"):
+        probe.score(slots, table[["right_digit", "left_digit"]])
+
+
+def test_probe_continuous_latents_score_r2():
+    rng = np.random.default_rng(0)
+    latents = rng.normal(size=(400, 2, 2))
+    slots = np.concatenate([latents[:, 1] * 3 + 1, latents[:, 0]], axis=1)
+    probe = SlotProbe(random_state=0).fit(slots, latents)
+    assert probe.score(slots, latents) == pytest.approx(1.0)
+    assert probe.predict(slots).shape == latents.shape
+
+
+def test_probe_reads_slot_count_from_pandas_column_names():
+    rng = np.random.default_rng(0)
+    latents = rng.normal(size=(200, 2, 1))
+    frame = pd.DataFrame(
+        np.concatenate(
+            [latents[:, 0], rng.normal(size=(200, 1)), latents[:, 1]], axis=1
+        ),
+        columns=["slot0_0", "slot1_0", "slot2_0"],
+    )
+    probe = SlotProbe(random_state=0).fit(frame, latents)
+    assert probe.n_slots_ == 3
+    assert probe.matching_.tolist() == [0, 2]
+
+
+def test_probe_with_mlp_and_custom_readouts(classes):
+    slots = _one_hot_slots(classes, order=(0, 1))
+    assert (
+        SlotProbe("mlp", random_state=0).fit(slots, classes).score(slots, classes)
+        > 0.95
+    )
+    continuous = classes.astype(float)
+    probe = SlotProbe(Ridge(), categorical=False, random_state=0).fit(slots, continuous)
+    assert isinstance(probe.readouts_["slot0_0"], Ridge)
+    assert probe.score(slots, continuous) > 0.9
+
+
+def test_probe_errors(classes):
+    slots = _one_hot_slots(classes, order=(0, 1))
+    with pytest.raises(ValueError, match="2 inferred slots but y has 3"):
+        SlotProbe(n_slots=2).fit(slots, np.c_[classes, classes[:, :1]])
+    with pytest.raises(ValueError, match="does not divide"):
+        SlotProbe(n_slots=4).fit(slots, classes)
+    with pytest.raises(ValueError, match="samples"):
+        SlotProbe().fit(slots[:10], classes)
+    with pytest.raises(ValueError, match="readout"):
+        SlotProbe(readout="forest").fit(slots, classes)
+
+
+# --------------------------------------------------------------- pipelines
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return make_digit_compositions(
+        320, digit_size=8, jitter=1, n_classes=4, random_state=0, split="all"
+    )
+
+
+def _tiny(cls, **extra):
+    params = dict(max_epochs=2, batch_size=32, random_state=0, slot_dim=4)
+    params["encoder_params"] = {"channels": 8, "hidden": 32}
+    params.update(extra)
+    return cls(**params)
+
+
+def _pipelines():
+    generator = _tiny(GenerativeInverter, search_steps=3)
+    return {
+        "generative": (
+            Pipeline([("inv", generator), ("probe", SlotProbe(random_state=0))]),
+            {"inv__slot_dim": [2, 4], "inv__search_steps": [0, 3]},
+        ),
+        "baseline": (
+            Pipeline(
+                [("inv", _tiny(EncoderBaseline)), ("probe", SlotProbe(random_state=0))]
+            ),
+            {"inv__objective": ["autoencoder", "supervised"]},
+        ),
+        "replay": (
+            Pipeline(
+                [
+                    (
+                        "inv",
+                        ReplayEncoder(
+                            _tiny(GenerativeInverter, search_steps=0),
+                            replay_epochs=1,
+                            n_replay=64,
+                            random_state=0,
+                            encoder_params={"channels": 8, "hidden": 32},
+                        ),
+                    ),
+                    ("probe", SlotProbe(random_state=0)),
+                ]
+            ),
+            {"inv__sampler": ["shuffle", "pool"]},
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", ["generative", "baseline", "replay"])
+@pytest.mark.parametrize("routing", [False, True])
+def test_grid_search_on_held_out_combinations(name, routing, digits):
+    pipe, grid = _pipelines()[name]
+    cv = HeldOutCombinations(n_splits=2, test_size=0.3, random_state=0)
+    with sklearn.config_context(enable_metadata_routing=routing):
+        search = GridSearchCV(pipe, grid, cv=cv, n_jobs=1).fit(
+            digits.images, digits.concepts, groups=digits.concepts
+        )
+    scores = search.cv_results_["mean_test_score"]
+    assert len(scores) == np.prod([len(v) for v in grid.values()])
+    assert np.isfinite(scores).all()
+    assert ((scores >= 0) & (scores <= 1)).all()  # accuracies of digit readouts
+    assert search.best_params_ == search.cv_results_["params"][np.argmax(scores)]
+    assert search.best_estimator_.score(digits.images, digits.concepts) >= 0
+
+
+def test_grid_search_runs_in_two_processes(digits):
+    pipe, grid = _pipelines()["generative"]
+    cv = HeldOutCombinations(n_splits=2, test_size=0.3, random_state=0)
+    serial = GridSearchCV(pipe, grid, cv=cv, n_jobs=1).fit(
+        digits.images, digits.concepts, groups=digits.concepts
+    )
+    parallel = GridSearchCV(pipe, grid, cv=cv, n_jobs=2).fit(
+        digits.images, digits.concepts, groups=digits.concepts
+    )
+    # Same seeds, same CPU arithmetic: the same scores in a worker process.
+    np.testing.assert_allclose(
+        parallel.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"]
+    )
+
+
+def test_cross_validate_with_several_scorers(digits):
+    pipe, _ = _pipelines()["generative"]
+    cv = HeldOutCombinations(n_splits=2, test_size=0.3, random_state=0)
+    result = cross_validate(
+        pipe,
+        digits.images,
+        digits.concepts,
+        groups=digits.concepts,
+        cv=cv,
+        scoring=slot_scorers(),
+    )
+    for key in ("test_readout", "test_identifiability", "test_reconstruction_r2"):
+        assert len(result[key]) == 2
+        assert np.isfinite(result[key]).all()
+    assert (result["test_readout"] <= 1).all()
+
+
+def test_pipeline_scores_ood_readout_as_the_paper_does(digits):
+    """Fit on ID, score held-out combinations: the OOD readout of METHOD.md §5."""
+    ood = digits.ood
+    pipe = Pipeline(
+        [
+            ("inv", _tiny(GenerativeInverter, max_epochs=4, search_steps=5)),
+            ("probe", SlotProbe(random_state=0)),
+        ]
+    ).fit(digits.images[~ood], digits.concepts[~ood])
+    id_score = pipe.score(digits.images[~ood], digits.concepts[~ood])
+    ood_score = pipe.score(digits.images[ood], digits.concepts[ood])
+    assert 0 <= ood_score <= 1 and 0 <= id_score <= 1
+    probe = pipe.named_steps["probe"]
+    assert sorted(probe.matching_.tolist()) == [0, 1]
+
+
+def test_frozen_estimator_linear_probe_idiom(digits):
+    ood = digits.ood
+    fitted = _tiny(GenerativeInverter, search_steps=0).fit(digits.images[~ood])
+    probe = make_pipeline(
+        FrozenEstimator(fitted), StandardScaler(), LogisticRegression(max_iter=500)
+    ).fit(digits.images[~ood], digits.concepts["slot0_digit"][~ood])
+    accuracy = probe.score(digits.images[ood], digits.concepts["slot0_digit"][ood])
+    assert 0 <= accuracy <= 1
