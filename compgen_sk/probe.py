@@ -159,7 +159,7 @@ class SlotProbe(BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = rng.randint(np.iinfo(np.int32).max)
         order = rng.permutation(n)
-        n_match = int(round(self.match_fraction * n))
+        n_match = round(self.match_fraction * n)
         if n_match >= 2 and n - n_match >= 2:
             fit_index, eval_index = order[n_match:], order[:n_match]
         else:
