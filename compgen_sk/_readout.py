@@ -7,6 +7,7 @@ matrix of inferred slots x true slots, and the Hungarian matching on it.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from numbers import Integral
 
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone, is_classifier
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -182,7 +184,11 @@ def fit_readout(slot_features, concept, index, readout, random_state):
     if concept.categorical and len(np.unique(target)) < 2:
         return _Constant(target[0])
     model = make_readout(readout, concept.categorical, random_state)
-    return model.fit(slot_features[index], target)
+    with warnings.catch_warnings():
+        if isinstance(readout, str):
+            # The built-in MLP readout stops at a fixed budget by design.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(slot_features[index], target)
 
 
 class _Constant:

@@ -215,12 +215,16 @@ def consistency_loss(encoder, decoder, slots, mode="shuffle"):
 
     Recombines the batch's inferred ``slots`` into new combinations, decodes them
     without gradient, re-encodes the renderings and returns the slot-matched
-    squared error to the recombined slots. Only the encoder receives gradient.
+    squared error to the recombined slots, divided by their variance. Only the
+    encoder receives gradient. The normalization makes the loss blind to the
+    slots' scale: unnormalized, shrinking every slot to one point would drive it
+    to zero and collapse the representation.
     """
     target = recombine_slots(slots.detach(), mode)
     with torch.no_grad():
         rendered = decoder(target)
-    return matched_slot_mse(encoder(rendered), target)
+        scale = target.var(dim=0).mean().clamp_min(1e-8)
+    return matched_slot_mse(encoder(rendered), target) / scale
 
 
 class ReplayStream(Dataset):

@@ -271,3 +271,20 @@ def test_encoder_baseline_does_not_generalize_like_search(generator, split_data)
     baseline = EncoderBaseline(max_epochs=40, random_state=0, **SMALL).fit(X_id)
     assert baseline.score(X_id) > 0.9
     assert baseline.score(X_ood) < generator.score(X_ood)
+
+
+def test_consistency_loss_cannot_be_lowered_by_shrinking_the_slots():
+    """Normalized by the slots' variance: collapse to a point earns nothing."""
+    torch.manual_seed(0)
+    decoder = make_decoder("additive", 2, 3, (10,)).eval()
+
+    def collapsed_encoder(x):
+        return torch.zeros(len(x), 2, 3)
+
+    slots = torch.randn(32, 2, 3)
+    torch.manual_seed(1)
+    loss = consistency_loss(collapsed_encoder, decoder, slots)
+    torch.manual_seed(1)
+    shrunk = consistency_loss(collapsed_encoder, decoder, 0.01 * slots)
+    assert loss.item() == pytest.approx(shrunk.item(), rel=1e-4)
+    assert loss.item() > 0.9  # a constant encoder explains none of the variance

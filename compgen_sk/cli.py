@@ -1,0 +1,140 @@
+"""Command line: ``compgen-sk compare`` (also ``python -m compgen_sk``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from . import __version__
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 0, got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def build_parser():
+    from .compare import DATASETS, METHODS, Settings
+
+    defaults = Settings()
+    parser = argparse.ArgumentParser(
+        prog="compgen-sk",
+        description="Compositional generalization through generative inversion.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    compare = commands.add_parser(
+        "compare",
+        help="train generative and non-generative methods on in-domain data and "
+        "score them on held-out combinations",
+        description=(
+            "Train every method on the in-domain split, read the concepts out of "
+            "its slots with a probe fitted on in-domain slots, and score the "
+            "probe on held-out in-domain images and on out-of-domain images (new "
+            "combinations). Prints a table; writes results.csv and figures to "
+            "--out. The defaults finish in about 10 minutes on a 2-core CPU; on a "
+            "GPU, try --device cuda --epochs 200 --n-samples 20000."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    compare.add_argument("--dataset", choices=DATASETS, default=defaults.dataset)
+    compare.add_argument("--data-dir", help="local copy of PUG: Animals (for pug)")
+    compare.add_argument(
+        "--n-samples",
+        type=_positive_int,
+        default=defaults.n_samples,
+        help="images generated, ID and OOD together",
+    )
+    compare.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=None,
+        help="image side (digit side for digits); default: the dataset's",
+    )
+    compare.add_argument(
+        "--methods",
+        nargs="+",
+        choices=list(METHODS),
+        default=list(METHODS),
+        metavar="METHOD",
+        help=f"any of: {', '.join(METHODS)}",
+    )
+    compare.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
+    compare.add_argument("--slot-dim", type=_positive_int, default=defaults.slot_dim)
+    compare.add_argument(
+        "--search-steps", type=_non_negative_int, default=defaults.search_steps
+    )
+    compare.add_argument("--probe", choices=("mlp", "linear"), default=defaults.probe)
+    compare.add_argument(
+        "--device", default=defaults.device, help="cpu, cuda, cuda:1 …"
+    )
+    compare.add_argument("--seed", type=int, default=defaults.seed)
+    compare.add_argument("--out", default="compgen_results", help="output folder")
+    compare.add_argument(
+        "--n-jobs", type=int, default=None, help="threads reading PUG images"
+    )
+    compare.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv=None):
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .compare import Settings, format_table, run_comparison
+
+    settings = Settings(
+        dataset=args.dataset,
+        n_samples=args.n_samples,
+        image_size=args.image_size,
+        methods=tuple(args.methods),
+        epochs=args.epochs,
+        slot_dim=args.slot_dim,
+        search_steps=args.search_steps,
+        probe=args.probe,
+        device=args.device,
+        seed=args.seed,
+        n_jobs=args.n_jobs,
+        data_dir=args.data_dir,
+        progress=not args.no_progress,
+    )
+    start = time.perf_counter()
+    try:
+        results = run_comparison(
+            settings, out=args.out, log=lambda line: print(line, flush=True)
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"compgen-sk compare: error: {exc}", file=sys.stderr)
+        return 2
+    print()
+    print(format_table(results))
+    print(
+        f"\nScores: {args.probe} probe fitted on ID slots, mean accuracy / R² over "
+        f"concepts. Total {time.perf_counter() - start:.0f} s. Results and figures "
+        f"in {args.out}/"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

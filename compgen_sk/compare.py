@@ -1,0 +1,345 @@
+"""The main job: generative vs non-generative perception on held-out combinations.
+
+:func:`run_comparison` trains every method on the in-domain (ID) part of a dataset,
+reads the ground-truth concepts out of each method's slots with a
+:class:`~compgen_sk.SlotProbe` fitted on ID slots, and scores the probe on unseen
+ID images and on out-of-domain (OOD) images — new combinations of the same
+concepts (METHOD.md §5). Every method is evaluated the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from skorch.callbacks import ProgressBar
+
+from .datasets import load_pug, make_additive, make_digit_compositions, make_sprites
+from .estimators import EncoderBaseline, GenerativeInverter, ReplayEncoder
+from .probe import SlotProbe
+
+DATASETS = ("digits", "sprites", "additive", "pug")
+METHODS = {
+    "encoder-autoencoder": "EncoderBaseline (autoencoder)",
+    "encoder-supervised": "EncoderBaseline (supervised)",
+    "generative-mlp": "GenerativeInverter, MLP decoder + search",
+    "generative-encoder": "GenerativeInverter, encoder only",
+    "generative-search": "GenerativeInverter + search",
+    "replay": "ReplayEncoder",
+    "replay-search": "ReplayEncoder + search",
+}
+
+
+@dataclass
+class Settings:
+    """What a comparison trains and how; the defaults are the CPU main job.
+
+    Parameters
+    ----------
+    dataset : {"digits", "sprites", "additive", "pug"}
+    n_samples : int
+        Images generated (ID and OOD together; half of each for the generators).
+    image_size : int or None
+        Sprite / PUG image side; digit side for "digits"; None: the dataset's
+        default.
+    methods : tuple of str
+        Keys of :data:`METHODS`.
+    epochs : int
+        Training epochs of every model (replay trains as many).
+    slot_dim : int
+    search_steps : int
+    probe : {"mlp", "linear"}
+        Readout of the concepts from the slots.
+    device : str
+    seed : int
+    n_jobs : int or None
+        Threads reading PUG images.
+    data_dir : str or None
+        PUG folder.
+    progress : bool
+        Progress bars on training, replay and search.
+    """
+
+    dataset: str = "digits"
+    n_samples: int = 6000
+    image_size: int | None = None
+    methods: tuple = tuple(METHODS)
+    epochs: int = 40
+    slot_dim: int = 8
+    search_steps: int = 100
+    probe: str = "mlp"
+    device: str = "cpu"
+    seed: int = 0
+    n_jobs: int | None = None
+    data_dir: str | None = None
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Split:
+    """ID training, ID test and OOD parts of a dataset, with their concepts."""
+
+    X_train: np.ndarray
+    X_test: np.ndarray
+    X_ood: np.ndarray
+    y_train: pd.DataFrame
+    y_test: pd.DataFrame
+    y_ood: pd.DataFrame
+    n_slots: int
+    description: str
+
+
+def load_split(settings):
+    """Draw the dataset and cut it into ID train (80 %), ID test (20 %) and OOD."""
+    s = settings
+    if s.dataset == "digits":
+        bunch = make_digit_compositions(
+            s.n_samples,
+            digit_size=s.image_size or 12,
+            jitter=1,
+            colored=False,
+            holdout_fraction=0.7,
+            split="all",
+            random_state=s.seed,
+        )
+    elif s.dataset == "sprites":
+        bunch = make_sprites(
+            s.n_samples, image_size=s.image_size or 32, split="all", random_state=s.seed
+        )
+    elif s.dataset == "additive":
+        bunch = make_additive(s.n_samples, split="all", random_state=s.seed)
+    elif s.dataset == "pug":
+        if s.data_dir is None:
+            raise ValueError("dataset 'pug' needs --data-dir, a local copy of PUG.")
+        bunch = load_pug(
+            s.data_dir,
+            image_size=s.image_size or 32,
+            n_samples=s.n_samples,
+            random_state=s.seed,
+            n_jobs=s.n_jobs,
+        )
+    else:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {s.dataset!r}.")
+    X = bunch.images if "images" in bunch else bunch.data
+    concepts = bunch.concepts
+    rng = np.random.default_rng(s.seed)
+    in_domain = rng.permutation(np.flatnonzero(~bunch.ood))
+    n_test = max(1, len(in_domain) // 5)
+    test, train = in_domain[:n_test], in_domain[n_test:]
+    ood = np.flatnonzero(bunch.ood)
+    if len(ood) == 0 or len(train) < 10:
+        raise ValueError(
+            f"{s.dataset}: too few samples ({len(train)} ID train, {len(ood)} OOD); "
+            "raise --n-samples."
+        )
+    return Split(
+        X[train],
+        X[test],
+        X[ood],
+        concepts.iloc[train].reset_index(drop=True),
+        concepts.iloc[test].reset_index(drop=True),
+        concepts.iloc[ood].reset_index(drop=True),
+        bunch.latents.shape[1],
+        bunch.DESCR,
+    )
+
+
+class Comparison:
+    """Fits the methods of a comparison, sharing fits where methods share a model.
+
+    ``generative-encoder`` and ``generative-search`` are one fitted
+    GenerativeInverter with and without search; ``replay`` and ``replay-search``
+    replay that same generator.
+    """
+
+    def __init__(self, settings, split):
+        self.settings = settings
+        self.split = split
+        self._fitted = {}
+        self.fit_seconds = {}
+
+    def _common(self):
+        s = self.settings
+        return dict(
+            n_slots=self.split.n_slots,
+            slot_dim=s.slot_dim,
+            max_epochs=s.epochs,
+            device=s.device,
+            random_state=s.seed,
+            callbacks=[ProgressBar()] if s.progress else None,
+            **s.extra,
+        )
+
+    def _fit(self, key, make, *fit_args):
+        if key not in self._fitted:
+            estimator = make()
+            start = time.perf_counter()
+            estimator.fit(self.split.X_train, *fit_args)
+            self.fit_seconds[key] = time.perf_counter() - start
+            self._fitted[key] = estimator
+        return self._fitted[key]
+
+    def generator(self):
+        s = self.settings
+        return self._fit(
+            "generator",
+            lambda: GenerativeInverter(
+                decoder="additive", search_steps=s.search_steps, **self._common()
+            ),
+        )
+
+    def estimator(self, method):
+        """The fitted estimator of a method and the seconds its fit took."""
+        s = self.settings
+        common = self._common()
+        if method == "encoder-autoencoder":
+            est = self._fit(method, lambda: EncoderBaseline(**common))
+        elif method == "encoder-supervised":
+            est = self._fit(
+                method,
+                lambda: EncoderBaseline(objective="supervised", **common),
+                self.split.y_train,
+            )
+        elif method == "generative-mlp":
+            est = self._fit(
+                method,
+                lambda: GenerativeInverter(
+                    decoder="mlp", search_steps=s.search_steps, **common
+                ),
+            )
+        elif method in ("generative-encoder", "generative-search"):
+            est = self.generator()
+            seconds = self.fit_seconds["generator"]
+            steps = 0 if method == "generative-encoder" else s.search_steps
+            return _with_search(est, steps), seconds
+        elif method in ("replay", "replay-search"):
+            generator = self.generator()
+            replay_common = {
+                k: v
+                for k, v in common.items()
+                if k not in ("n_slots", "slot_dim", "max_epochs")
+            }
+            est = self._fit(
+                "replay",
+                lambda: ReplayEncoder(
+                    generator, replay_epochs=s.epochs, **replay_common
+                ),
+            )
+            seconds = self.fit_seconds["generator"] + self.fit_seconds["replay"]
+            steps = s.search_steps if method == "replay-search" else 0
+            return _with_search(est, steps), seconds
+        else:
+            raise ValueError(f"Unknown method {method!r}; use one of {list(METHODS)}.")
+        return est, self.fit_seconds[method]
+
+
+def _with_search(estimator, steps):
+    return estimator.set_params(search_steps=steps)
+
+
+def evaluate(settings, split, estimator):
+    """ID and OOD probe scores and the transform time per image."""
+    estimator.set_params(verbose=int(settings.progress))
+    slots_train = estimator.transform(split.X_train)
+    slots_test = estimator.transform(split.X_test)
+    start = time.perf_counter()
+    slots_ood = estimator.transform(split.X_ood)
+    per_image = (time.perf_counter() - start) / len(split.X_ood)
+    estimator.set_params(verbose=0)
+    probe = SlotProbe(settings.probe, random_state=settings.seed)
+    probe.fit(slots_train, split.y_train)
+    return {
+        "id_score": probe.score(slots_test, split.y_test),
+        "ood_score": probe.score(slots_ood, split.y_ood),
+        "transform_ms_per_image": 1000 * per_image,
+        "ood_reconstruction_r2": (
+            estimator.score(split.X_ood) if estimator._has_decoder() else np.nan
+        ),
+    }
+
+
+def run_comparison(settings=None, out=None, log=print, **overrides):
+    """Train and evaluate every method; write ``results.csv`` and figures to ``out``.
+
+    Parameters
+    ----------
+    settings : Settings or None
+        None uses the defaults; ``overrides`` replace single fields.
+    out : str, Path or None
+        Folder for ``results.csv`` and the figures; None writes nothing.
+    log : callable, default=print
+        Receives progress lines.
+
+    Returns
+    -------
+    results : DataFrame
+        One row per method: ``method``, ``description``, ``id_score``,
+        ``ood_score``, ``ood_reconstruction_r2``, ``fit_seconds``,
+        ``transform_ms_per_image``.
+
+    Examples
+    --------
+    >>> from compgen_sk.compare import run_comparison
+    >>> results = run_comparison(dataset="additive", n_samples=300, epochs=2,
+    ...                          methods=("encoder-autoencoder",),
+    ...                          search_steps=5, progress=False, log=None)
+    >>> list(results["method"])
+    ['encoder-autoencoder']
+    """
+    settings = Settings(**{**(vars(settings) if settings else {}), **overrides})
+    unknown = [m for m in settings.methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"Unknown methods {unknown}; use any of {list(METHODS)}.")
+    log = log or (lambda *args: None)
+    split = load_split(settings)
+    log(
+        f"{split.description} ID train {len(split.X_train)}, ID test "
+        f"{len(split.X_test)}, OOD {len(split.X_ood)}."
+    )
+    comparison = Comparison(settings, split)
+    rows = []
+    for method in settings.methods:
+        log(f"[{method}] {METHODS[method]}")
+        estimator, seconds = comparison.estimator(method)
+        row = {"method": method, "description": METHODS[method]}
+        row.update(evaluate(settings, split, estimator))
+        row["fit_seconds"] = seconds
+        rows.append(row)
+        log(
+            f"[{method}] ID {row['id_score']:.3f}  OOD {row['ood_score']:.3f}  "
+            f"fit {seconds:.0f} s"
+        )
+    columns = [
+        "method",
+        "description",
+        "id_score",
+        "ood_score",
+        "ood_reconstruction_r2",
+        "fit_seconds",
+        "transform_ms_per_image",
+    ]
+    results = pd.DataFrame(rows)[columns]
+    if out is not None:
+        from .plotting import comparison_figures
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        results.to_csv(out / "results.csv", index=False)
+        comparison_figures(results, comparison, out)
+    return results
+
+
+def format_table(results):
+    """The results as an aligned text table."""
+    table = results.assign(
+        id_score=results["id_score"].map("{:.3f}".format),
+        ood_score=results["ood_score"].map("{:.3f}".format),
+        fit=results["fit_seconds"].map("{:.0f} s".format),
+        transform=results["transform_ms_per_image"].map("{:.2f} ms".format),
+    )[["method", "id_score", "ood_score", "fit", "transform"]]
+    table.columns = ["method", "ID score", "OOD score", "fit time", "transform/image"]
+    return table.to_string(index=False)

@@ -1,0 +1,105 @@
+"""Figures of a comparison: scores, reconstructions, replayed samples, slots."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .inversion import sample_recombinations
+
+_N_EXAMPLES = 8
+
+
+def plot_scores(results, ax=None):
+    """Bars of ID and OOD probe scores per method (the paper's Fig. 6 analogue)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.2 * len(results) + 2, 3.5))
+    positions = np.arange(len(results))
+    ax.bar(positions - 0.2, results["id_score"], 0.4, label="ID (held-out images)")
+    ax.bar(positions + 0.2, results["ood_score"], 0.4, label="OOD (new combinations)")
+    ax.set_xticks(positions, results["method"], rotation=30, ha="right")
+    ax.set_ylabel("concept readout score")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="lower left", fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
+    return ax
+
+
+def _show(ax, image):
+    ax.imshow(np.clip(np.transpose(image, (1, 2, 0)), 0, 1))
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def image_grid(rows, labels, path, title=None):
+    """Rows of images (each (n, C, H, W)) with a label per row, saved to ``path``."""
+    n_rows, n_cols = len(rows), len(rows[0])
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(1.3 * n_cols, 1.3 * n_rows), squeeze=False
+    )
+    for r, (images, label) in enumerate(zip(rows, labels)):
+        for c in range(n_cols):
+            _show(axes[r, c], images[c])
+        axes[r, 0].set_ylabel(label, fontsize="small")
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def comparison_figures(results, comparison, out):
+    """Write the comparison's figures into the folder ``out``."""
+    fig, ax = plt.subplots(figsize=(1.2 * len(results) + 2, 3.8))
+    plot_scores(results, ax)
+    ax.set_title(f"{comparison.settings.dataset}: probe score, ID vs OOD")
+    fig.tight_layout()
+    fig.savefig(out / "scores.png", dpi=100)
+    plt.close(fig)
+
+    split = comparison.split
+    if split.X_ood.ndim != 4 or "generator" not in comparison._fitted:
+        return
+    generator = comparison._fitted["generator"]
+    steps = comparison.settings.search_steps
+    images = split.X_ood[:_N_EXAMPLES]
+    encoded = generator.encode(images)
+    searched = generator.set_params(search_steps=steps).transform(images)
+    image_grid(
+        [
+            images,
+            generator.inverse_transform(encoded),
+            generator.inverse_transform(searched),
+        ],
+        ["OOD input", "encoder", f"search ({steps})"],
+        out / "ood_reconstructions.png",
+        title="OOD images reconstructed from the encoder's guess and after search",
+    )
+
+    torch.manual_seed(comparison.settings.seed)
+    bank = torch.as_tensor(generator.encode(split.X_train)).view(
+        len(split.X_train), split.n_slots, -1
+    )
+    replayed = generator.inverse_transform(
+        sample_recombinations(bank, 2 * _N_EXAMPLES).numpy()
+    )
+    image_grid(
+        [replayed[:_N_EXAMPLES], replayed[_N_EXAMPLES:]],
+        ["replayed", "replayed"],
+        out / "replay_samples.png",
+        title="Generative replay: the decoder renders recombined ID slots",
+    )
+
+    per_slot = generator.render_slots(searched)
+    rows = [images, generator.inverse_transform(searched)]
+    rows += [per_slot[:, k] for k in range(per_slot.shape[1])]
+    labels = ["OOD input", "rendering"] + [
+        f"slot {k}" for k in range(per_slot.shape[1])
+    ]
+    image_grid(
+        rows, labels, out / "slot_renderings.png", title="Each slot's contribution"
+    )
