@@ -81,6 +81,7 @@ def build_parser():
     )
     compare.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
     compare.add_argument("--slot-dim", type=_positive_int, default=defaults.slot_dim)
+    compare.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
     compare.add_argument(
         "--search-steps", type=_non_negative_int, default=defaults.search_steps
     )
@@ -110,6 +111,7 @@ def main(argv=None):
         methods=tuple(args.methods),
         epochs=args.epochs,
         slot_dim=args.slot_dim,
+        lr=args.lr,
         search_steps=args.search_steps,
         probe=args.probe,
         device=args.device,

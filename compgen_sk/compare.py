@@ -50,6 +50,8 @@ class Settings:
     epochs : int
         Training epochs of every model (replay trains as many).
     slot_dim : int
+    lr : float
+        Learning rate of every model.
     search_steps : int
     probe : {"mlp", "linear"}
         Readout of the concepts from the slots.
@@ -61,6 +63,8 @@ class Settings:
         PUG folder.
     progress : bool
         Progress bars on training, replay and search.
+    extra : dict
+        Further constructor parameters given to every estimator.
     """
 
     dataset: str = "digits"
@@ -68,7 +72,8 @@ class Settings:
     image_size: int | None = None
     methods: tuple = tuple(METHODS)
     epochs: int = 40
-    slot_dim: int = 8
+    slot_dim: int = 12
+    lr: float = 2e-3
     search_steps: int = 100
     probe: str = "mlp"
     device: str = "cpu"
@@ -102,7 +107,7 @@ def load_split(settings):
             digit_size=s.image_size or 12,
             jitter=1,
             colored=False,
-            holdout_fraction=0.7,
+            holdout_fraction=0.5,
             split="all",
             random_state=s.seed,
         )
@@ -168,6 +173,7 @@ class Comparison:
             n_slots=self.split.n_slots,
             slot_dim=s.slot_dim,
             max_epochs=s.epochs,
+            lr=s.lr,
             device=s.device,
             random_state=s.seed,
             callbacks=[ProgressBar()] if s.progress else None,
@@ -271,8 +277,10 @@ def run_comparison(settings=None, out=None, log=print, **overrides):
         None uses the defaults; ``overrides`` replace single fields.
     out : str, Path or None
         Folder for ``results.csv`` and the figures; None writes nothing.
-    log : callable, default=print
-        Receives progress lines.
+    log : callable or None, default=print
+        Receives progress lines; None is silent.
+    **overrides
+        Fields of :class:`Settings` to replace.
 
     Returns
     -------

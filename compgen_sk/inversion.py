@@ -131,12 +131,16 @@ def matched_slot_mse(pred, target):
 
     For every sample the slot permutation with the lowest error is used
     (all permutations for up to 6 slots, else the Hungarian algorithm), so the
-    loss does not depend on slot order. Returns the mean over samples of the
-    per-element mean squared error.
+    loss does not depend on slot order.
 
     Parameters
     ----------
     pred, target : Tensor of shape (n, K, d)
+
+    Returns
+    -------
+    loss : Tensor (scalar)
+        Mean over samples of the per-element squared error of matched slots.
     """
     n_slots = pred.shape[1]
     cost = (pred[:, :, None] - target[:, None]).pow(2).mean(dim=-1)  # (n, K, K)
@@ -167,6 +171,10 @@ def recombine_slots(slots, mode="shuffle", generator=None):
     slots : Tensor of shape (n, K, d)
     mode : {"shuffle", "pool"}
     generator : torch.Generator or None
+
+    Returns
+    -------
+    recombined : Tensor of shape (n, K, d)
     """
     n, n_slots, slot_dim = slots.shape
     if mode == "shuffle":
@@ -179,11 +187,7 @@ def recombine_slots(slots, mode="shuffle", generator=None):
         )
         return slots.gather(0, index[:, :, None].expand(-1, -1, slot_dim))
     if mode == "pool":
-        pool = slots.reshape(n * n_slots, slot_dim)
-        index = torch.randint(
-            n * n_slots, (n, n_slots), generator=generator, device=slots.device
-        )
-        return pool[index]
+        return sample_recombinations(slots, n, "pool", generator)
     raise ValueError(f"Unknown recombination mode {mode!r}; use 'shuffle' or 'pool'.")
 
 
@@ -194,6 +198,18 @@ def sample_recombinations(bank, n, mode="shuffle", generator=None):
     each sample from the ``k``-th slots of the bank, independently per slot (the
     product of the per-slot marginals, METHOD.md Eq. 4.4); ``"pool"`` draws every
     slot from all slots of the bank.
+
+    Parameters
+    ----------
+    bank : Tensor of shape (N, K, d)
+    n : int
+        Number of combinations.
+    mode : {"shuffle", "pool"}, default="shuffle"
+    generator : torch.Generator or None, default=None
+
+    Returns
+    -------
+    slots : Tensor of shape (n, K, d)
     """
     size, n_slots, slot_dim = bank.shape
     if mode == "shuffle":
@@ -219,6 +235,20 @@ def consistency_loss(encoder, decoder, slots, mode="shuffle"):
     encoder receives gradient. The normalization makes the loss blind to the
     slots' scale: unnormalized, shrinking every slot to one point would drive it
     to zero and collapse the representation.
+
+    Parameters
+    ----------
+    encoder : callable
+        Maps renderings to slots (n, K, d).
+    decoder : callable
+        Maps slots to renderings; used without gradient.
+    slots : Tensor of shape (n, K, d)
+        The batch's inferred slots (detached here).
+    mode : {"shuffle", "pool"}, default="shuffle"
+
+    Returns
+    -------
+    loss : Tensor (scalar)
     """
     target = recombine_slots(slots.detach(), mode)
     with torch.no_grad():
@@ -258,6 +288,17 @@ class ReplayStream(Dataset):
         raise TypeError("ReplayStream is read in batches: use iter_batches().")
 
     def iter_batches(self, batch_size):
+        """Yield ``(rendering, slots)`` batches of fresh recombinations.
+
+        Parameters
+        ----------
+        batch_size : int
+
+        Yields
+        ------
+        rendering : Tensor of shape (batch, ...)
+        slots : Tensor of shape (batch, K, d)
+        """
         for start in range(0, self.n_replay, batch_size):
             size = min(batch_size, self.n_replay - start)
             z = sample_recombinations(self.bank, size, self.mode)

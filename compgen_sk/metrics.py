@@ -422,8 +422,11 @@ class _ReconstructionScorer:
         return "make_slot_scorer('reconstruction')"
 
 
+#: The estimator's own score, e.g. a SlotProbe's readout on held-out combinations.
 readout_scorer = make_slot_scorer("readout")
+#: Slot identifiability of the scored samples with linear readouts.
 identifiability_scorer = make_slot_scorer("identifiability", readout="linear")
+#: Reconstruction R² of the scored samples.
 reconstruction_scorer = make_slot_scorer("reconstruction")
 
 

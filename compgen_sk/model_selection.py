@@ -168,7 +168,17 @@ class HeldOutCombinations(GroupsConsumerMixin, BaseCrossValidator):
             yield test
 
     def get_n_splits(self, X=None, y=None, groups=None):
-        """Number of splits (``n_splits``); the arguments are ignored."""
+        """Number of splits.
+
+        Parameters
+        ----------
+        X, y, groups : object
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        n_splits : int
+        """
         return self.n_splits
 
 

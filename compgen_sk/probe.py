@@ -69,7 +69,7 @@ class SlotProbe(BaseEstimator):
     ----------
     matching_ : ndarray of shape (n_true_slots,)
         Inferred slot read for each true slot.
-    slot_scores_ : DataFrame of shape (n_slots_, n_true_slots)
+    slot_scores_ : DataFrame of shape ``(n_slots_, n_true_slots)``
         Held-out readout scores used for the matching.
     readouts_ : dict
         Fitted readout per concept name.

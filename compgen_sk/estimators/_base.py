@@ -257,7 +257,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
 
     def _decode_array(self, decoder, Z, *, per_slot=False):
         """Decode slots (n, K, d) in batches; ``per_slot`` keeps each slot's
-        rendering apart (n, K, *input_shape_) through ``decoder.render_slots``."""
+        rendering apart ``(n, K, *input_shape_)`` through ``decoder.render_slots``."""
         render = decoder.render_slots if per_slot else decoder
         shape = (Z.shape[1], *self.input_shape_) if per_slot else self.input_shape_
         out = np.empty((len(Z), *shape), dtype=np.float32)
@@ -321,6 +321,25 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
     def _flat(self, slots):
         return slots.reshape(len(slots), -1)
 
+    def transform(self, X):
+        """Infer slots: the encoder's guess, refined by ``search_steps`` of
+        gradient search on the decoder where the estimator searches (Eq. 4.3).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+
+        Returns
+        -------
+        slots : ndarray of shape (n_samples, n_slots * slot_dim), float32
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        steps = getattr(self, "search_steps", 0)
+        if not steps:
+            return self._flat(self._encode_array(X))
+        return self._flat(self._invert_array(X, self._decoder(), steps))
+
     @available_if(lambda self: self._has_decoder())
     def inverse_transform(self, Z):
         """Render slots with the decoder, in the layout of X.
@@ -332,7 +351,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X : ndarray of shape (n_samples, *input_shape_), float32
+        X : ndarray of shape ``(n_samples, *input_shape_)``, float32
         """
         check_is_fitted(self)
         return self._decode_array(self._decoder(), self._validate_slots(Z))

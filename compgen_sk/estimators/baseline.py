@@ -194,20 +194,6 @@ default="adamw"
     def _has_decoder(self):
         return self.objective == "autoencoder"
 
-    def transform(self, X):
-        """Encode X in one forward pass.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
-
-        Returns
-        -------
-        slots : ndarray of shape (n_samples, n_slots * slot_dim), float32
-        """
-        check_is_fitted(self)
-        return self._flat(self._encode_array(self._validate_X(X, reset=False)))
-
     def score(self, X, y=None, sample_weight=None):
         """Reconstruction R² (autoencoder) or R² of the supervised readout.
 

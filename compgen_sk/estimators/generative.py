@@ -247,21 +247,6 @@ default="adamw"
     def _decoder(self):
         return self.net_.module_.decoder
 
-    def transform(self, X):
-        """Infer slots: the encoder's guess refined by ``search_steps`` of search.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
-
-        Returns
-        -------
-        slots : ndarray of shape (n_samples, n_slots * slot_dim), float32
-        """
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        return self._flat(self._invert_array(X, self._decoder(), self.search_steps))
-
     def encode(self, X):
         """The encoder's guess alone (no search).
 
@@ -286,7 +271,7 @@ default="adamw"
 
         Returns
         -------
-        renderings : ndarray of shape (n_samples, n_slots, *input_shape_)
+        renderings : ndarray of shape ``(n_samples, n_slots, *input_shape_)``
             For the additive and masked decoders these sum to
             ``inverse_transform(Z)``.
         """

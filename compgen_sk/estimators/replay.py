@@ -220,21 +220,6 @@ default="adamw"
     def _encoder(self):
         return self.net_.module_
 
-    def transform(self, X):
-        """Encode X in one forward pass, refined by ``search_steps`` of search.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
-
-        Returns
-        -------
-        slots : ndarray of shape (n_samples, n_slots * slot_dim), float32
-        """
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        return self._flat(self._invert_array(X, self._decoder(), self.search_steps))
-
     def _decoder(self):
         """The generator's decoder, on the device this estimator infers on."""
         decoder = self.generator_._decoder()

@@ -1,9 +1,9 @@
 """Slot decoders with different inductive biases (METHOD.md §4).
 
 Every decoder maps slots ``z`` of shape (n, K, d) to outputs of shape
-(n, *output_shape), where ``output_shape`` is ``(C, H, W)`` for images or
+``(n, *output_shape)``, where ``output_shape`` is ``(C, H, W)`` for images or
 ``(D,)`` for vectors. Decoders that compose per-slot renderings also expose
-``render_slots(z)`` of shape (n, K, *output_shape).
+``render_slots(z)`` of shape ``(n, K, *output_shape)``.
 
 =============  ==============================================  =====================
 name           composition                                     slot interaction
@@ -22,6 +22,7 @@ import math
 import torch
 from torch import nn
 
+#: Names accepted by :func:`make_decoder`.
 DECODERS = ("additive", "masked", "transformer", "mlp")
 RENDERERS = ("mlp", "conv")
 _MIN_CONV_MAP = 4
@@ -158,7 +159,7 @@ class AdditiveDecoder(nn.Module):
         )
 
     def render_slots(self, z):
-        """Each slot's additive contribution, (n, K, *output_shape)."""
+        """Each slot's additive contribution, ``(n, K, *output_shape)``."""
         return self.slots(z)
 
     def forward(self, z):
@@ -203,8 +204,11 @@ class MaskedDecoder(nn.Module):
         )
 
     def contents_and_masks(self, z):
-        """Per-slot contents (n, K, *output_shape) and masks, which sum to one over
-        slots (n, K, 1, H, W) for images, (n, K, D) for vectors."""
+        """Per-slot contents and masks that sum to one over slots.
+
+        Contents have shape ``(n, K, *output_shape)``; masks ``(n, K, 1, H, W)``
+        for images and ``(n, K, D)`` for vectors.
+        """
         rendered = self.slots(z)  # (n, K, C + 1, H, W) or (n, K, 2, D)
         content = rendered[:, :, :-1]
         masks = torch.softmax(rendered[:, :, -1:], dim=1)
@@ -213,7 +217,7 @@ class MaskedDecoder(nn.Module):
         return content, masks
 
     def render_slots(self, z):
-        """Each slot's masked contribution, (n, K, *output_shape); they sum to f(z)."""
+        """Each slot's masked contribution, ``(n, K, *output_shape)``; sums to f(z)."""
         content, masks = self.contents_and_masks(z)
         return content * masks
 
@@ -251,7 +255,15 @@ def interaction_penalty(weights):
     ``weights`` (n, heads, P, K) sum to one over slots; per output element the
     penalty is ``sum_{i<j} a_i a_j = (1 - sum_i a_i^2) / 2``, summed over heads and
     averaged over elements. It is 0 exactly when every element attends to one
-    slot per head. Returns one value per sample.
+    slot per head.
+
+    Parameters
+    ----------
+    weights : Tensor of shape (n, heads, P, K)
+
+    Returns
+    -------
+    penalty : Tensor of shape (n,)
     """
     pairwise = 0.5 * (1.0 - weights.pow(2).sum(dim=-1))
     return pairwise.sum(dim=1).mean(dim=-1)
@@ -347,7 +359,20 @@ class MLPDecoder(nn.Module):
 
 
 def make_decoder(name, n_slots, slot_dim, output_shape, **params):
-    """A decoder by name (see the module docstring)."""
+    """A decoder by name (see the module docstring).
+
+    Parameters
+    ----------
+    name : {"additive", "masked", "transformer", "mlp"}
+    n_slots, slot_dim : int
+    output_shape : tuple of int
+    **params
+        Passed to the decoder class.
+
+    Returns
+    -------
+    decoder : nn.Module
+    """
     classes = {
         "additive": AdditiveDecoder,
         "masked": MaskedDecoder,

@@ -68,7 +68,18 @@ class MLPBackbone(nn.Module):
 
 
 def infer_out_features(backbone, input_shape):
-    """Width of a backbone's output, from its ``out_features`` or one dry forward."""
+    """Width of a backbone's output, from its ``out_features`` or one dry forward.
+
+    Parameters
+    ----------
+    backbone : nn.Module
+    input_shape : tuple of int
+        Shape of one input sample.
+
+    Returns
+    -------
+    n_features : int
+    """
     width = getattr(backbone, "out_features", None)
     if isinstance(width, int):
         return width
@@ -124,12 +135,34 @@ class SlotEncoder(nn.Module):
 
 
 def gaussian_kl(mean, log_var):
-    """KL(N(mean, exp(log_var)) || N(0, I)) per sample, summed over latents."""
+    """KL(N(mean, exp(log_var)) || N(0, I)) per sample, summed over latents.
+
+    Parameters
+    ----------
+    mean, log_var : Tensor of shape (n, ...)
+
+    Returns
+    -------
+    kl : Tensor of shape (n,)
+    """
     return 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).flatten(1).sum(1)
 
 
 def make_backbone(kind, input_shape, **params):
-    """A backbone by name: ``"cnn"`` for images (C, H, W), ``"mlp"`` for vectors."""
+    """A backbone by name: ``"cnn"`` for images (C, H, W), ``"mlp"`` for vectors.
+
+    Parameters
+    ----------
+    kind : {"cnn", "mlp"}
+    input_shape : tuple of int
+        Shape of one input sample.
+    **params
+        Passed to :class:`ConvBackbone` or :class:`MLPBackbone`.
+
+    Returns
+    -------
+    backbone : nn.Module
+    """
     if kind == "cnn":
         if len(input_shape) != 3:
             raise ValueError(
