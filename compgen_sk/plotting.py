@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from .inversion import sample_recombinations
 
@@ -17,7 +14,7 @@ _N_EXAMPLES = 8
 def plot_scores(results, ax=None):
     """Bars of ID and OOD probe scores per method (the paper's Fig. 6 analogue)."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.2 * len(results) + 2, 3.5))
+        ax = Figure(figsize=(1.2 * len(results) + 2, 3.5)).subplots()
     positions = np.arange(len(results))
     ax.bar(positions - 0.2, results["id_score"], 0.4, label="ID (held-out images)")
     ax.bar(positions + 0.2, results["ood_score"], 0.4, label="OOD (new combinations)")
@@ -35,12 +32,15 @@ def _show(ax, image):
     ax.set_yticks([])
 
 
-def image_grid(rows, labels, path, title=None):
-    """Rows of images (each (n, C, H, W)) with a label per row, saved to ``path``."""
+def image_grid(rows, labels, path=None, title=None):
+    """Rows of images (each (n, C, H, W)) with a label per row.
+
+    Returns the :class:`~matplotlib.figure.Figure` (built without pyplot, so the
+    caller's backend is untouched), saved to ``path`` if given.
+    """
     n_rows, n_cols = len(rows), len(rows[0])
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(1.3 * n_cols, 1.3 * n_rows), squeeze=False
-    )
+    fig = Figure(figsize=(1.3 * n_cols, 1.3 * n_rows))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for r, (images, label) in enumerate(zip(rows, labels)):
         for c in range(n_cols):
             _show(axes[r, c], images[c])
@@ -48,18 +48,18 @@ def image_grid(rows, labels, path, title=None):
     if title:
         fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
 
 
 def comparison_figures(results, comparison, out):
     """Write the comparison's figures into the folder ``out``."""
-    fig, ax = plt.subplots(figsize=(1.2 * len(results) + 2, 3.8))
-    plot_scores(results, ax)
+    fig = Figure(figsize=(1.2 * len(results) + 2, 3.8))
+    ax = plot_scores(results, fig.subplots())
     ax.set_title(f"{comparison.settings.dataset}: probe score, ID vs OOD")
     fig.tight_layout()
     fig.savefig(out / "scores.png", dpi=100)
-    plt.close(fig)
 
     split = comparison.split
     if split.X_ood.ndim != 4 or "generator" not in comparison._fitted:
