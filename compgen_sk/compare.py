@@ -189,6 +189,10 @@ class Comparison:
             self._fitted[key] = estimator
         return self._fitted[key]
 
+    def fitted_generator(self):
+        """The shared GenerativeInverter if a method has fitted it, else None."""
+        return self._fitted.get("generator")
+
     def generator(self):
         s = self.settings
         return self._fit(

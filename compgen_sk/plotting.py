@@ -62,9 +62,9 @@ def comparison_figures(results, comparison, out):
     fig.savefig(out / "scores.png", dpi=100)
 
     split = comparison.split
-    if split.X_ood.ndim != 4 or "generator" not in comparison._fitted:
+    generator = comparison.fitted_generator()
+    if split.X_ood.ndim != 4 or generator is None:
         return
-    generator = comparison._fitted["generator"]
     steps = comparison.settings.search_steps
     images = split.X_ood[:_N_EXAMPLES]
     encoded = generator.encode(images)

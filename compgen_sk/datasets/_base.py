@@ -45,13 +45,3 @@ def build_bunch(
     if images is not None:
         bunch.images = images
     return bunch
-
-
-SPLIT_DOC = """
-    The Bunch has the fields ``images`` (n, C, H, W) float32 in [0, 1] (image datasets
-    only), ``data`` (the images flattened, or the vectors), ``latents`` (n, K, m)
-    ground-truth slot latents named by ``latent_names``, ``concepts`` (a DataFrame
-    with one column ``"<slot>_<concept>"`` per slot and concept), ``ood`` (True for a
-    slot combination held out of ID), ``combination`` (integer id of the binned
-    slot-value combination) and ``DESCR``.
-"""

@@ -345,17 +345,17 @@ def concept_column(slot_name, concept):
     return f"{slot_name}_{concept}"
 
 
-def make_concepts(u, latents, support, slot_names=None, binned=None):
+def make_concepts(u, latents, support):
     """Concept table: one column per (slot, latent).
 
     Categorical latents become pandas categoricals of their category names;
     continuous ones stay floats, or become categoricals of their bin labels where the
-    support is defined by bins (``binned=True``, the default for ``"random"``).
+    support is defined by bins (``"random"``).
     """
     _n, n_slots, _ = u.shape
     spec = support.spec
-    slot_names = slot_names or [f"slot{k}" for k in range(n_slots)]
-    binned = support.kind == "random" if binned is None else binned
+    slot_names = [f"slot{k}" for k in range(n_slots)]
+    binned = support.kind == "random"
     bins = spec.bins(u, support.n_bins)
     columns = {}
     for k, slot in enumerate(slot_names):

@@ -63,6 +63,13 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
+    # Estimators that train their own slot autoencoder / encoder on X.
+    _training_constraints: dict = {
+        "n_slots": _positive_int(),
+        "slot_dim": _positive_int(),
+        "max_epochs": _positive_int(),
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
+    }
     _search_constraints: dict = {
         "search_steps": _positive_int(0),
         "search_lr": [Interval(Real, 0, None, closed="neither")],
@@ -247,24 +254,27 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
             chunk = torch.tensor(array[start : start + batch_size], dtype=torch.float32)
             yield start, chunk.to(device)
 
+    def _map_array(self, module, array, sample_shape, fn=None):
+        """``fn`` (default: ``module``) over ``array`` in batches, without gradient
+        and with ``module`` in eval mode; returns (n, *sample_shape) float32."""
+        fn = module if fn is None else fn
+        out = np.empty((len(array), *sample_shape), dtype=np.float32)
+        with self._eval(module), torch.no_grad():
+            for start, batch in self._batches(array, _INFERENCE_BATCH):
+                out[start : start + len(batch)] = fn(batch).cpu().numpy()
+        return out
+
     def _encode_array(self, X):
         encoder = self._encoder()
-        out = np.empty((len(X), encoder.n_slots, encoder.slot_dim), dtype=np.float32)
-        with self._eval(encoder), torch.no_grad():
-            for start, x in self._batches(X, _INFERENCE_BATCH):
-                out[start : start + len(x)] = encoder(x).cpu().numpy()
-        return out
+        return self._map_array(encoder, X, (encoder.n_slots, encoder.slot_dim))
 
     def _decode_array(self, decoder, Z, *, per_slot=False):
         """Decode slots (n, K, d) in batches; ``per_slot`` keeps each slot's
         rendering apart ``(n, K, *input_shape_)`` through ``decoder.render_slots``."""
-        render = decoder.render_slots if per_slot else decoder
-        shape = (Z.shape[1], *self.input_shape_) if per_slot else self.input_shape_
-        out = np.empty((len(Z), *shape), dtype=np.float32)
-        with self._eval(decoder), torch.no_grad():
-            for start, z in self._batches(Z, _INFERENCE_BATCH):
-                out[start : start + len(z)] = render(z).cpu().numpy()
-        return out
+        if per_slot:
+            shape = (Z.shape[1], *self.input_shape_)
+            return self._map_array(decoder, Z, shape, decoder.render_slots)
+        return self._map_array(decoder, Z, self.input_shape_)
 
     def _invert_array(self, X, decoder, steps):
         """Encoder guess refined by ``steps`` of batched search, in chunks of

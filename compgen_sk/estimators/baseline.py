@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from numbers import Real
-
 import numpy as np
-import torch
 from sklearn.base import _fit_context
 from sklearn.metrics import r2_score
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._concepts import slot_targets
 from ..modules import SlotAutoencoder, SlotRegressor
-from ._base import _INFERENCE_BATCH, SlotEstimatorBase, _positive_int
+from ._base import SlotEstimatorBase
 from ._nets import SlotAutoencoderNet
 from .generative import build_decoder
 
@@ -81,12 +78,9 @@ default="adamw"
 
     _parameter_constraints: dict = {
         **SlotEstimatorBase._parameter_constraints,
-        "n_slots": _positive_int(),
-        "slot_dim": _positive_int(),
+        **SlotEstimatorBase._training_constraints,
         "objective": [StrOptions({"autoencoder", "supervised"})],
         "decoder_params": [dict, None],
-        "max_epochs": _positive_int(),
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
     }
 
     def __init__(
@@ -213,11 +207,7 @@ default="adamw"
             return super().score(X, sample_weight=sample_weight)
         X = self._validate_X(X, reset=False)
         targets = self._standardize_targets(X, y, reset=False)
-        module = self.net_.module_
-        predictions = np.empty_like(targets)
-        with self._eval(module), torch.no_grad():
-            for start, x in self._batches(X, _INFERENCE_BATCH):
-                predictions[start : start + len(x)] = module(x).cpu().numpy()
+        predictions = self._map_array(self.net_.module_, X, targets.shape[1:])
         n = len(targets)
         return r2_score(
             targets.reshape(n, -1),

@@ -131,8 +131,7 @@ default="adamw"
     _parameter_constraints: dict = {
         **SlotEstimatorBase._parameter_constraints,
         **SlotEstimatorBase._search_constraints,
-        "n_slots": _positive_int(),
-        "slot_dim": _positive_int(),
+        **SlotEstimatorBase._training_constraints,
         "decoder": [StrOptions(set(DECODERS))],
         "decoder_params": [dict, None],
         "vae": ["boolean"],
@@ -140,8 +139,6 @@ default="adamw"
         "interaction_weight": [Interval(Real, 0, None, closed="left")],
         "consistency_weight": [Interval(Real, 0, None, closed="left")],
         "consistency_warmup": _positive_int(0),
-        "max_epochs": _positive_int(),
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
     }
 
     def __init__(
