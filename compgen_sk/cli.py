@@ -84,7 +84,26 @@ def build_parser():
     compare.add_argument(
         "--device", default=defaults.device, help="cpu, cuda, cuda:1 …"
     )
-    compare.add_argument("--seed", type=int, default=defaults.seed)
+    compare.add_argument(
+        "--seeds",
+        nargs="+",
+        type=_non_negative_int,
+        default=list(defaults.seeds),
+        metavar="SEED",
+        help="one full run per seed; the table shows mean ± std over seeds and "
+        "results.csv one row per seed (summary.csv: mean and std). A result is "
+        "a mean over seeds: use e.g. --seeds 0 1 2",
+    )
+    compare.add_argument(
+        "--n-train",
+        nargs="+",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="data efficiency: train every method on N ID images for each N "
+        "(e.g. --n-train 250 500 1000 2000) and plot the OOD score against N "
+        "(data_efficiency.png)",
+    )
     compare.add_argument("--out", default="compgen_results", help="output folder")
     compare.add_argument(
         "--n-jobs", type=int, default=None, help="threads reading PUG images"
@@ -110,7 +129,8 @@ def main(argv=None):
         search_steps=args.search_steps,
         probe=args.probe,
         device=args.device,
-        seed=args.seed,
+        seeds=tuple(args.seeds),
+        n_train=tuple(sorted(set(args.n_train))) if args.n_train else None,
         n_jobs=args.n_jobs,
         data_dir=args.data_dir,
         progress=not args.no_progress,

@@ -10,7 +10,7 @@ concepts (METHOD.md §5). Every method is evaluated the same way.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,12 @@ class Settings:
     probe : {"mlp", "linear"}
         Readout of the concepts from the slots.
     device : str
-    seed : int
+    seeds : tuple of int
+        One full comparison per seed (data, initialization, probes); results
+        are reported as mean ± std over seeds.
+    n_train : tuple of int or None
+        Data efficiency: train every method on the first ``n`` ID training
+        images, for each ``n``; None trains on all of them.
     n_jobs : int or None
         Threads reading PUG images.
     data_dir : str or None
@@ -77,7 +82,8 @@ class Settings:
     search_steps: int = 100
     probe: str = "mlp"
     device: str = "cpu"
-    seed: int = 0
+    seeds: tuple = (0,)
+    n_train: tuple | None = None
     n_jobs: int | None = None
     data_dir: str | None = None
     progress: bool = True
@@ -98,9 +104,10 @@ class Split:
     description: str
 
 
-def load_split(settings):
-    """Draw the dataset and cut it into ID train (80 %), ID test (20 %) and OOD."""
-    s = settings
+def load_split(settings, seed):
+    """Draw the dataset for ``seed`` and cut it into ID train (80 %), ID test
+    (20 %) and OOD."""
+    s = replace(settings, seeds=(seed,))
     if s.dataset == "digits":
         bunch = make_digit_compositions(
             s.n_samples,
@@ -109,14 +116,14 @@ def load_split(settings):
             colored=False,
             holdout_fraction=0.5,
             split="all",
-            random_state=s.seed,
+            random_state=seed,
         )
     elif s.dataset == "sprites":
         bunch = make_sprites(
-            s.n_samples, image_size=s.image_size or 32, split="all", random_state=s.seed
+            s.n_samples, image_size=s.image_size or 32, split="all", random_state=seed
         )
     elif s.dataset == "additive":
-        bunch = make_additive(s.n_samples, split="all", random_state=s.seed)
+        bunch = make_additive(s.n_samples, split="all", random_state=seed)
     elif s.dataset == "pug":
         if s.data_dir is None:
             raise ValueError("dataset 'pug' needs --data-dir, a local copy of PUG.")
@@ -124,14 +131,14 @@ def load_split(settings):
             s.data_dir,
             image_size=s.image_size or 32,
             n_samples=s.n_samples,
-            random_state=s.seed,
+            random_state=seed,
             n_jobs=s.n_jobs,
         )
     else:
         raise ValueError(f"dataset must be one of {DATASETS}, got {s.dataset!r}.")
     X = bunch.images if "images" in bunch else bunch.data
     concepts = bunch.concepts
-    rng = np.random.default_rng(s.seed)
+    rng = np.random.default_rng(seed)
     in_domain = rng.permutation(np.flatnonzero(~bunch.ood))
     n_test = max(1, len(in_domain) // 5)
     test, train = in_domain[:n_test], in_domain[n_test:]
@@ -161,9 +168,10 @@ class Comparison:
     replay that same generator.
     """
 
-    def __init__(self, settings, split):
+    def __init__(self, settings, split, seed):
         self.settings = settings
         self.split = split
+        self.seed = seed
         self._fitted = {}
         self.fit_seconds = {}
 
@@ -175,7 +183,7 @@ class Comparison:
             max_epochs=s.epochs,
             lr=s.lr,
             device=s.device,
-            random_state=s.seed,
+            random_state=self.seed,
             callbacks=[ProgressBar()] if s.progress else None,
             **s.extra,
         )
@@ -251,7 +259,7 @@ def _with_search(estimator, steps):
     return estimator.set_params(search_steps=steps)
 
 
-def evaluate(settings, split, estimator):
+def evaluate(settings, split, estimator, seed):
     """ID and OOD probe scores and the transform time per image."""
     estimator.set_params(verbose=int(settings.progress))
     slots_train = estimator.transform(split.X_train)
@@ -260,7 +268,7 @@ def evaluate(settings, split, estimator):
     slots_ood = estimator.transform(split.X_ood)
     per_image = (time.perf_counter() - start) / len(split.X_ood)
     estimator.set_params(verbose=0)
-    probe = SlotProbe(settings.probe, random_state=settings.seed)
+    probe = SlotProbe(settings.probe, random_state=seed)
     probe.fit(slots_train, split.y_train)
     return {
         "id_score": probe.score(slots_test, split.y_test),
@@ -289,9 +297,14 @@ def run_comparison(settings=None, out=None, log=print, **overrides):
     Returns
     -------
     results : DataFrame
-        One row per method: ``method``, ``description``, ``id_score``,
-        ``ood_score``, ``ood_reconstruction_r2``, ``fit_seconds``,
-        ``transform_ms_per_image``.
+        One row per method, seed and training-set size, with the columns
+        :data:`COLUMNS`: ``method``, ``description``, ``seed``, ``n_train``,
+        ``id_score``, ``ood_score``, ``ood_reconstruction_r2``,
+        ``fit_seconds``, ``transform_ms_per_image``. ``out`` receives it as
+        ``results.csv``, its :func:`summarize` (mean and std over seeds) as
+        ``summary.csv``, and figures: with ``n_train``,
+        ``data_efficiency.png`` (OOD score against training-set size), else
+        the scores and image figures of the last seed.
 
     Examples
     --------
@@ -307,51 +320,130 @@ def run_comparison(settings=None, out=None, log=print, **overrides):
     if unknown:
         raise ValueError(f"Unknown methods {unknown}; use any of {list(METHODS)}.")
     log = log or (lambda *args: None)
-    split = load_split(settings)
-    log(
-        f"{split.description} ID train {len(split.X_train)}, ID test "
-        f"{len(split.X_test)}, OOD {len(split.X_ood)}."
-    )
-    comparison = Comparison(settings, split)
-    rows = []
-    for method in settings.methods:
-        log(f"[{method}] {METHODS[method]}")
-        estimator, seconds = comparison.estimator(method)
-        row = {"method": method, "description": METHODS[method]}
-        row.update(evaluate(settings, split, estimator))
-        row["fit_seconds"] = seconds
-        rows.append(row)
+    rows, comparison = [], None
+    for seed in settings.seeds:
+        split = load_split(settings, seed)
         log(
-            f"[{method}] ID {row['id_score']:.3f}  OOD {row['ood_score']:.3f}  "
-            f"fit {seconds:.0f} s"
+            f"[seed {seed}] {split.description} ID train {len(split.X_train)}, ID "
+            f"test {len(split.X_test)}, OOD {len(split.X_ood)}."
         )
-    columns = [
-        "method",
-        "description",
-        "id_score",
-        "ood_score",
-        "ood_reconstruction_r2",
-        "fit_seconds",
-        "transform_ms_per_image",
-    ]
-    results = pd.DataFrame(rows)[columns]
+        for n_train in settings.n_train or (None,):
+            part = split if n_train is None else _first(split, n_train)
+            comparison = Comparison(settings, part, seed)
+            for method in settings.methods:
+                tag = f"seed {seed}" + (f", n_train {n_train}" if n_train else "")
+                log(f"[{tag}] {method}: {METHODS[method]}")
+                estimator, seconds = comparison.estimator(method)
+                row = {
+                    "method": method,
+                    "description": METHODS[method],
+                    "seed": seed,
+                    "n_train": len(part.X_train),
+                }
+                row.update(evaluate(settings, part, estimator, seed))
+                row["fit_seconds"] = seconds
+                rows.append(row)
+                log(
+                    f"[{tag}] {method}: ID {row['id_score']:.3f}  OOD "
+                    f"{row['ood_score']:.3f}  fit {seconds:.0f} s"
+                )
+    results = pd.DataFrame(rows)[COLUMNS]
     if out is not None:
-        from .plotting import comparison_figures
+        from .plotting import comparison_figures, plot_data_efficiency
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         results.to_csv(out / "results.csv", index=False)
-        comparison_figures(results, comparison, out)
+        summarize(results).to_csv(out / "summary.csv", index=False)
+        if settings.n_train:
+            plot_data_efficiency(results, out / "data_efficiency.png")
+        else:
+            comparison_figures(summarize(results), comparison, out)
     return results
 
 
+#: Columns of ``results.csv``: one row per method, seed and training-set size.
+COLUMNS = [
+    "method",
+    "description",
+    "seed",
+    "n_train",
+    "id_score",
+    "ood_score",
+    "ood_reconstruction_r2",
+    "fit_seconds",
+    "transform_ms_per_image",
+]
+_SCORES = [
+    "id_score",
+    "ood_score",
+    "ood_reconstruction_r2",
+    "fit_seconds",
+    "transform_ms_per_image",
+]
+
+
+def _first(split, n_train):
+    """The split with only its first ``n_train`` ID training images (they are
+    in random order already)."""
+    if n_train > len(split.X_train):
+        raise ValueError(
+            f"n_train={n_train} exceeds the {len(split.X_train)} ID training "
+            "images; raise --n-samples."
+        )
+    return replace(
+        split,
+        X_train=split.X_train[:n_train],
+        y_train=split.y_train.iloc[:n_train].reset_index(drop=True),
+    )
+
+
+def summarize(results):
+    """Mean and standard deviation over seeds, per method and training-set size.
+
+    Parameters
+    ----------
+    results : DataFrame
+        As returned by :func:`run_comparison`.
+
+    Returns
+    -------
+    summary : DataFrame
+        ``method``, ``description``, ``n_train``, ``n_seeds``, then
+        ``<score>`` (the mean) and ``<score>_std`` (population standard
+        deviation, 0 for one seed) for every score column.
+    """
+    keys = ["method", "description", "n_train"]
+    grouped = results.groupby(keys, sort=False)[_SCORES]
+    mean = grouped.mean()
+    std = grouped.std(ddof=0).add_suffix("_std")
+    count = grouped.size().rename("n_seeds")
+    return pd.concat([count, mean, std], axis=1).reset_index()
+
+
 def format_table(results):
-    """The results as an aligned text table."""
-    table = results.assign(
-        id_score=results["id_score"].map("{:.3f}".format),
-        ood_score=results["ood_score"].map("{:.3f}".format),
-        fit=results["fit_seconds"].map("{:.0f} s".format),
-        transform=results["transform_ms_per_image"].map("{:.2f} ms".format),
-    )[["method", "id_score", "ood_score", "fit", "transform"]]
-    table.columns = ["method", "ID score", "OOD score", "fit time", "transform/image"]
+    """The results as an aligned text table, mean ± std over seeds."""
+    summary = summarize(results)
+
+    def fmt(column, spec):
+        return [
+            spec.format(m) + ("" if n == 1 else " ± " + spec.format(sd))
+            for m, sd, n in zip(
+                summary[column], summary[column + "_std"], summary["n_seeds"]
+            )
+        ]
+
+    table = pd.DataFrame(
+        {
+            "method": summary["method"],
+            "ID score": fmt("id_score", "{:.3f}"),
+            "OOD score": fmt("ood_score", "{:.3f}"),
+            "fit time": [f"{v:.0f} s" for v in summary["fit_seconds"]],
+            "transform/image": [
+                f"{v:.2f} ms" for v in summary["transform_ms_per_image"]
+            ],
+        }
+    )
+    if summary["n_train"].nunique() > 1:
+        table.insert(1, "n_train", summary["n_train"])
     return table.to_string(index=False)

@@ -12,18 +12,67 @@ _N_EXAMPLES = 8
 
 
 def plot_scores(results, ax=None):
-    """Bars of ID and OOD probe scores per method (the paper's Fig. 6 analogue)."""
+    """Bars of ID and OOD probe scores per method (the paper's Fig. 6 analogue),
+    with error bars where ``results`` has ``id_score_std`` / ``ood_score_std``
+    (a :func:`~compgen_sk.compare.summarize` table)."""
     if ax is None:
         ax = Figure(figsize=(1.2 * len(results) + 2, 3.5)).subplots()
     positions = np.arange(len(results))
-    ax.bar(positions - 0.2, results["id_score"], 0.4, label="ID (held-out images)")
-    ax.bar(positions + 0.2, results["ood_score"], 0.4, label="OOD (new combinations)")
+    for shift, column, label in (
+        (-0.2, "id_score", "ID (held-out images)"),
+        (0.2, "ood_score", "OOD (new combinations)"),
+    ):
+        ax.bar(
+            positions + shift,
+            results[column],
+            0.4,
+            yerr=results.get(column + "_std"),
+            capsize=3,
+            label=label,
+        )
     ax.set_xticks(positions, results["method"], rotation=30, ha="right")
     ax.set_ylabel("concept readout score")
     ax.set_ylim(0, 1)
     ax.legend(loc="lower left", fontsize="small")
     ax.grid(axis="y", alpha=0.3)
     return ax
+
+
+def plot_data_efficiency(results, path=None):
+    """OOD (solid) and ID (dashed) probe score against the number of ID
+    training images, mean ± std over seeds, one line per method.
+
+    Parameters
+    ----------
+    results : DataFrame
+        As returned by :func:`~compgen_sk.compare.run_comparison` with
+        ``n_train``.
+    path : str or Path or None, default=None
+        Where to save the figure.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
+    grouped = results.groupby(["method", "n_train"], sort=False)
+    mean, std = grouped.mean(numeric_only=True), grouped.std(ddof=0, numeric_only=True)
+    for method in results["method"].unique():
+        m, sd = mean.loc[method], std.loc[method].fillna(0)
+        line = ax.errorbar(
+            m.index, m["ood_score"], yerr=sd["ood_score"], capsize=3, label=method
+        )
+        ax.plot(m.index, m["id_score"], "--", color=line[0].get_color(), alpha=0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("ID training images")
+    ax.set_ylabel("probe score (OOD solid, ID dashed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
 
 
 def _show(ax, image):
@@ -80,12 +129,12 @@ def comparison_figures(results, comparison, out):
         title="OOD images reconstructed from the encoder's guess and after search",
     )
 
-    torch.manual_seed(comparison.settings.seed)
     bank = torch.as_tensor(generator.encode(split.X_train)).view(
         len(split.X_train), split.n_slots, -1
     )
+    draws = torch.Generator().manual_seed(comparison.seed)
     replayed = generator.inverse_transform(
-        sample_recombinations(bank, 2 * _N_EXAMPLES).numpy()
+        sample_recombinations(bank, 2 * _N_EXAMPLES, generator=draws).numpy()
     )
     image_grid(
         [replayed[:_N_EXAMPLES], replayed[_N_EXAMPLES:]],

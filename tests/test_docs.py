@@ -29,7 +29,11 @@ PUBLIC_MODULES = (
     "compgen_sk.modules",
 )
 # Public although their module has no ``__all__``: the library behind the CLI.
-EXTRA_PUBLIC = ("compgen_sk.compare.run_comparison", "compgen_sk.compare.Settings")
+EXTRA_PUBLIC = (
+    "compgen_sk.compare.run_comparison",
+    "compgen_sk.compare.summarize",
+    "compgen_sk.compare.Settings",
+)
 
 # numpydoc validation codes every public docstring must pass
 # (https://numpydoc.readthedocs.io/en/latest/validation.html).

@@ -17,6 +17,7 @@ from torch import nn
 
 from compgen_sk import EncoderBaseline, GenerativeInverter, ReplayEncoder
 from compgen_sk.datasets import make_additive, make_sprites
+from compgen_sk.modules import Standardize
 
 FAST = dict(max_epochs=2, batch_size=16, random_state=0)
 SMALL_MLP = dict(encoder_params={"hidden": (32,)}, decoder_params={"hidden": (32,)})
@@ -259,7 +260,8 @@ def test_user_backbone_is_used_and_not_trained_in_place(vectors):
     backbone = nn.Sequential(nn.Linear(16, 24), nn.Tanh())
     before = copy.deepcopy(backbone.state_dict())
     est = EncoderBaseline(encoder=backbone, **FAST).fit(X)
-    fitted_backbone = est.net_.module_.encoder.backbone
+    standardize, fitted_backbone = est.net_.module_.encoder.backbone
+    assert isinstance(standardize, Standardize)
     assert isinstance(fitted_backbone[1], nn.Tanh)
     assert fitted_backbone is not backbone
     for key, value in backbone.state_dict().items():

@@ -1,4 +1,5 @@
-"""What the three estimators share: validation, seeding, device, the skorch net,
+"""What the three estimators share: validation, seeding, device, data scaling,
+the skorch net and its training (restarts, plateau stopping, diagnostics),
 batched inference, feature names and tags."""
 
 from __future__ import annotations
@@ -6,11 +7,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -20,12 +23,20 @@ from sklearn.utils.validation import (
     check_is_fitted,
 )
 from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping, GradientNormClipping, LRScheduler
 from skorch.dataset import ValidSplit
 from torch import nn
 
 from ..inversion import search_latents
 from ..metrics import reconstruction_r2
-from ..modules import SlotEncoder, infer_out_features, make_backbone
+from ..modules import (
+    RescaledDecoder,
+    SlotEncoder,
+    Standardize,
+    infer_out_features,
+    make_backbone,
+    make_decoder,
+)
 from ._loaders import BatchLoader
 
 OPTIMIZERS = {
@@ -36,6 +47,23 @@ OPTIMIZERS = {
 }
 # Rows per forward pass when encoding or decoding without gradient.
 _INFERENCE_BATCH = 512
+# Training control (see ``SlotEstimatorBase._training_callbacks``): the learning
+# rate halves after this many epochs without a ``tol`` improvement of the
+# training loss ...
+_LR_PATIENCE = 4
+# ... and every gradient is clipped to this norm (losses are standardized, so a
+# norm this large only ever stops a blow-up).
+_MAX_GRAD_NORM = 10.0
+# A fit that ends at ``max_epochs`` while its loss still fell by more than this
+# fraction per epoch, on average over the last _CONVERGENCE_WINDOW epochs, warns.
+_FAST_DECREASE = 0.01
+_CONVERGENCE_WINDOW = 5
+# A fit whose training R² (1 - standardized training loss) is below this warns.
+MIN_TRAINING_R2 = 0.9
+
+
+def _silent(*args, **kwargs):
+    """A sink for skorch callbacks' messages when ``verbose=0``."""
 
 
 def _positive_int(low=1):
@@ -69,6 +97,12 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         "slot_dim": _positive_int(),
         "max_epochs": _positive_int(),
         "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
+    }
+    # How every estimator's nets are trained.
+    _fit_control_constraints: dict = {
+        "n_init": _positive_int(),
+        "tol": [Interval(Real, 0, None, closed="left"), None],
+        "n_iter_no_change": _positive_int(),
     }
     _search_constraints: dict = {
         "search_steps": _positive_int(0),
@@ -149,20 +183,42 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         return device
 
     @contextlib.contextmanager
-    def _seeded(self):
-        """Run the block with torch's generators seeded from ``random_state`` and
-        restored afterwards, so fitting neither depends on nor disturbs them."""
-        seed = int(
-            check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        )
+    def _seeded(self, seed=None):
+        """Run the block with torch's generators seeded (from ``random_state``
+        unless ``seed`` is given) and restored afterwards, so fitting neither
+        depends on nor disturbs them."""
+        if seed is None:
+            seed = int(
+                check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+            )
         device = self._device()
         cuda = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
             yield
 
+    def _set_data_scaling(self, X):
+        """Per-feature mean and one overall scale of X (``data_mean_``,
+        ``data_scale_``), computed in chunks so that X is never copied whole."""
+        n = len(X)
+        total = np.zeros(X.shape[1:], dtype=np.float64)
+        for start in range(0, n, _INFERENCE_BATCH):
+            total += X[start : start + _INFERENCE_BATCH].sum(axis=0, dtype=np.float64)
+        mean = total / n
+        squares = 0.0
+        for start in range(0, n, _INFERENCE_BATCH):
+            chunk = X[start : start + _INFERENCE_BATCH] - mean
+            squares += float(np.square(chunk).sum())
+        scale = math.sqrt(squares / (n * mean.size))
+        self.data_mean_ = mean.astype(np.float32)
+        # Constant data: any positive scale gives the same (exact) fit.
+        self.data_scale_ = float(scale) if scale > 0 else 1.0
+
     def _build_encoder(self, input_shape, n_slots, slot_dim, vae=False):
-        """The slot encoder named by ``encoder`` (a user module is copied first)."""
+        """The slot encoder named by ``encoder`` (a user module is copied first).
+
+        Its inputs are standardized first, with ``data_mean_`` and
+        ``data_scale_``."""
         params = dict(self.encoder_params or {})
         if isinstance(self.encoder, nn.Module):
             backbone = copy.deepcopy(self.encoder)
@@ -177,7 +233,25 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                     f"encoder_params={params!r} do not fit encoder={kind!r}: {exc}"
                 ) from exc
         n_features = infer_out_features(backbone, input_shape)
+        backbone = nn.Sequential(
+            Standardize(self.data_mean_, self.data_scale_), backbone
+        )
         return SlotEncoder(backbone, n_features, n_slots, slot_dim, vae=vae)
+
+    def _build_decoder(self, name, output_shape):
+        """The decoder ``name`` with ``decoder_params``, rendering standardized
+        values that :class:`~compgen_sk.modules.RescaledDecoder` maps back to
+        data units."""
+        params = self.decoder_params or {}
+        try:
+            decoder = make_decoder(
+                name, self.n_slots, self.slot_dim, output_shape, **params
+            )
+        except TypeError as exc:
+            raise ValueError(
+                f"decoder_params={params!r} do not fit decoder={name!r}: {exc}"
+            ) from exc
+        return RescaledDecoder(decoder, self.data_mean_, self.data_scale_)
 
     def _make_net(self, module, *, net_class=NeuralNet, criterion=nn.MSELoss, **kwargs):
         """A skorch net around ``module`` with the estimator's training settings."""
@@ -198,13 +272,49 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
             iterator_train__shuffle=True,
             iterator_valid=BatchLoader,
             train_split=ValidSplit(fraction, random_state=0) if fraction else None,
-            callbacks=copy.deepcopy(self.callbacks),
+            callbacks=self._training_callbacks(),
             device=self._device(),
             verbose=self.verbose,
         )
         settings.update(optimizer_params)
         settings.update(kwargs)
         return net_class(**settings)
+
+    def _training_callbacks(self):
+        """The user's callbacks, then the default training control, each under
+        a name: ``"lr_plateau"`` (halve the learning rate after
+        ``_LR_PATIENCE`` epochs without a ``tol`` improvement of the training
+        loss), ``"gradient_clipping"`` (clip gradients to norm
+        ``_MAX_GRAD_NORM``) and, unless ``tol=None``, ``"plateau_stopping"``
+        (stop after ``n_iter_no_change`` epochs without a ``tol``
+        improvement). A user callback given under one of these names, as a
+        ``(name, callback)`` pair, replaces the default."""
+        user = copy.deepcopy(self.callbacks) or []
+        names = {item[0] for item in user if isinstance(item, tuple)}
+        defaults = [
+            (
+                "lr_plateau",
+                LRScheduler(
+                    policy="ReduceLROnPlateau",
+                    monitor="train_loss",
+                    factor=0.5,
+                    patience=_LR_PATIENCE,
+                    threshold=self.tol or 0.0,
+                    threshold_mode="abs",
+                ),
+            ),
+            ("gradient_clipping", GradientNormClipping(_MAX_GRAD_NORM)),
+        ]
+        if self.tol is not None:
+            stopping = EarlyStopping(
+                monitor="train_loss",
+                patience=self.n_iter_no_change,
+                threshold=self.tol,
+                threshold_mode="abs",
+                sink=print if self.verbose else _silent,
+            )
+            defaults.append(("plateau_stopping", stopping))
+        return user + [(name, cb) for name, cb in defaults if name not in names]
 
     def _fit_net(self, net, X, y=None):
         """Train ``net`` on copies, so that the caller's arrays never change."""
@@ -219,6 +329,75 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
             ) from exc
         net.partial_fit(X, y)
         return net
+
+    def _fit_restarts(self, make_net, X, y=None):
+        """Fit ``n_init`` nets from different initializations; keep the one with
+        the lowest final training loss (as KMeans keeps its best restart).
+
+        ``make_net()`` builds a fresh, unfitted net; it runs with torch's
+        generators seeded for that restart. Sets ``net_``, ``n_iter_``,
+        ``loss_curve_``, ``init_losses_``, ``best_init_`` and ``converged_``,
+        and warns (:class:`~sklearn.exceptions.ConvergenceWarning`) when the
+        kept fit has not converged or fits its training data poorly.
+        """
+        seeds = check_random_state(self.random_state).randint(
+            np.iinfo(np.int32).max, size=self.n_init
+        )
+        best, losses = None, []
+        for seed in seeds:
+            with self._seeded(int(seed)):
+                net = self._fit_net(make_net(), X, y)
+            final = float(net.history[-1, "train_loss"])
+            losses.append(final if math.isfinite(final) else math.inf)
+            if best is None or losses[-1] < losses[best]:
+                best, best_net = len(losses) - 1, net
+        self.net_ = best_net
+        self.init_losses_ = np.asarray(losses)
+        self.best_init_ = best
+        self.loss_curve_ = [float(v) for v in best_net.history[:, "train_loss"]]
+        self.n_iter_ = len(self.loss_curve_)
+        self.converged_ = self.n_iter_ < self._max_epochs()
+        self._warn_if_not_converged()
+        return best_net
+
+    def _max_epochs(self):
+        return self.max_epochs
+
+    def _training_r2(self):
+        """R² of the kept fit on its own training data, from its last epoch's
+        standardized reconstruction loss; None where the estimator has none."""
+        losses = [
+            b["train_reconstruction"]
+            for b in self.net_.history[-1, "batches"]
+            if "train_reconstruction" in b
+        ]
+        return 1.0 - float(np.mean(losses)) if losses else None
+
+    def _warn_if_not_converged(self):
+        name = type(self).__name__
+        curve = self.loss_curve_
+        if not self.converged_ and len(curve) > _CONVERGENCE_WINDOW:
+            before, last = curve[-1 - _CONVERGENCE_WINDOW], curve[-1]
+            rate = (before - last) / max(abs(before), 1e-12) / _CONVERGENCE_WINDOW
+            if rate > _FAST_DECREASE:
+                warnings.warn(
+                    f"{name} stopped at max_epochs={self._max_epochs()} while its "
+                    f"training loss still fell by {100 * rate:.1f}% per epoch over "
+                    f"the last {_CONVERGENCE_WINDOW} epochs; raise max_epochs (or "
+                    "the learning rate).",
+                    ConvergenceWarning,
+                    stacklevel=5,
+                )
+        r2 = self._training_r2()
+        if r2 is not None and not r2 >= MIN_TRAINING_R2:
+            warnings.warn(
+                f"{name} fits its own training data poorly: training R² {r2:.3f} < "
+                f"{MIN_TRAINING_R2} (1 - the standardized loss of the last epoch). "
+                "Train longer (max_epochs), try n_init > 1, or give the model more "
+                "room (slot_dim, decoder_params).",
+                ConvergenceWarning,
+                stacklevel=5,
+            )
 
     # -------------------------------------------------------------- inference
 

@@ -16,14 +16,18 @@ class SlotAutoencoderNet(NeuralNet):
     differs from skorch's :class:`~skorch.NeuralNet`.
 
     The loss is the reconstruction error (per-element mean squared error,
-    Eq. 4.2), plus ``beta`` times the KL term per feature when the encoder has a
-    VAE head, plus ``interaction_weight`` times the decoder's interaction penalty
-    where it defines one, plus — during training, after ``consistency_warmup``
+    Eq. 4.2, divided by ``reconstruction_scale``: with the data's variance there,
+    it is the fraction of variance left unexplained, 1 - R²), plus ``beta``
+    times the KL term per feature when the encoder has a VAE head, plus
+    ``interaction_weight`` times the decoder's interaction penalty where it
+    defines one, plus — during training, after ``consistency_warmup``
     epochs — ``consistency_weight`` times the compositional-consistency loss.
     Each term is recorded per batch in the history (``train_reconstruction`` …).
 
     Parameters
     ----------
+    reconstruction_scale : float, default=1.0
+        Divides the squared reconstruction error.
     beta, interaction_weight, consistency_weight : float
     consistency_warmup : int
         Epochs before the consistency loss starts.
@@ -34,6 +38,7 @@ class SlotAutoencoderNet(NeuralNet):
     def __init__(
         self,
         *args,
+        reconstruction_scale=1.0,
         beta=1.0,
         interaction_weight=0.0,
         consistency_weight=0.0,
@@ -42,6 +47,7 @@ class SlotAutoencoderNet(NeuralNet):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.reconstruction_scale = reconstruction_scale
         self.beta = beta
         self.interaction_weight = interaction_weight
         self.consistency_weight = consistency_weight
@@ -52,6 +58,7 @@ class SlotAutoencoderNet(NeuralNet):
         x = to_tensor(X, device=self.device)
         prefix = "train_" if training else "valid_"
         reconstruction = (y_pred["reconstruction"] - x).pow(2).mean()
+        reconstruction = reconstruction / self.reconstruction_scale
         terms = {"reconstruction": (1.0, reconstruction)}
         if "kl" in y_pred:
             n_features = math.prod(x.shape[1:])

@@ -12,7 +12,6 @@ from .._concepts import slot_targets
 from ..modules import SlotAutoencoder, SlotRegressor
 from ._base import SlotEstimatorBase
 from ._nets import SlotAutoencoderNet
-from .generative import build_decoder
 
 
 class EncoderBaseline(SlotEstimatorBase):
@@ -39,7 +38,19 @@ class EncoderBaseline(SlotEstimatorBase):
         Encoder backbone; a user-supplied module maps inputs to features (n, F)
         and is copied before training.
     encoder_params : dict or None, default=None
-    max_epochs : int, default=50
+    max_epochs : int, default=80
+    n_init : int, default=1
+        Trainings from different initializations; the one with the lowest
+        final training loss is kept (``best_init_``), as in
+        :class:`~sklearn.cluster.KMeans`. Costs ``n_init`` fits.
+    tol : float >= 0 or None, default=1e-4
+        Training stops once the training loss has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs (``max_epochs`` is a cap); the learning rate
+        halves after 4 such epochs. The training loss is standardized: 1 - R² of
+        the reconstruction or of the supervised targets. None trains all
+        ``max_epochs`` epochs.
+    n_iter_no_change : int, default=10
+        Epochs without a ``tol`` improvement that stop training.
     batch_size : int, default=64
     lr : float, default=1e-3
     optimizer : {"adamw", "adam", "sgd", "rmsprop"} or torch optimizer class, \
@@ -57,6 +68,21 @@ default="adamw"
         The fitted net; ``net_.module_.encoder`` is the encoder.
     target_mean_, target_scale_ : ndarray of shape (K, m)
         Standardization of the supervised targets (``"supervised"`` only).
+    n_iter_ : int
+        Epochs run by the kept fit.
+    loss_curve_ : list of float
+        Its training loss per epoch.
+    converged_ : bool
+        Whether it stopped on a loss plateau before the epoch cap.
+    init_losses_ : ndarray of shape (n_init,)
+        Final training loss of every initialization.
+    best_init_ : int
+        Index of the kept initialization.
+    data_mean_ : ndarray of the shape of one sample
+        Mean of X; with ``data_scale_``, the standardization that the
+        networks work in.
+    data_scale_ : float
+        Root mean squared deviation of X from ``data_mean_``.
     input_shape_ : tuple
     n_features_in_ : int
     feature_names_in_ : ndarray of str
@@ -79,6 +105,7 @@ default="adamw"
     _parameter_constraints: dict = {
         **SlotEstimatorBase._parameter_constraints,
         **SlotEstimatorBase._training_constraints,
+        **SlotEstimatorBase._fit_control_constraints,
         "objective": [StrOptions({"autoencoder", "supervised"})],
         "decoder_params": [dict, None],
     }
@@ -92,7 +119,10 @@ default="adamw"
         decoder_params=None,
         encoder="auto",
         encoder_params=None,
-        max_epochs=50,
+        max_epochs=80,
+        n_init=1,
+        tol=1e-4,
+        n_iter_no_change=10,
         batch_size=64,
         lr=1e-3,
         optimizer="adamw",
@@ -110,6 +140,9 @@ default="adamw"
         self.encoder = encoder
         self.encoder_params = encoder_params
         self.max_epochs = max_epochs
+        self.n_init = n_init
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
         self.batch_size = batch_size
         self.lr = lr
         self.optimizer = optimizer
@@ -136,26 +169,31 @@ default="adamw"
         self : EncoderBaseline
         """
         X = self._validate_X(X, reset=True)
+        self._set_data_scaling(X)
+        targets = None
         if self.objective == "supervised":
             targets = self._standardize_targets(X, y, reset=True)
-        with self._seeded():
+
+        def make_net():
             encoder = self._build_encoder(X.shape[1:], self.n_slots, self.slot_dim)
-            if self.objective == "autoencoder":
-                decoder = build_decoder(
-                    "mlp", self.n_slots, self.slot_dim, X.shape[1:], self.decoder_params
-                )
-                net = self._make_net(
-                    SlotAutoencoder(encoder, decoder),
-                    net_class=SlotAutoencoderNet,
-                    max_epochs=self.max_epochs,
-                )
-                self.net_ = self._fit_net(net, X)
-            else:
-                net = self._make_net(
-                    SlotRegressor(encoder, targets.shape[2]), max_epochs=self.max_epochs
-                )
-                self.net_ = self._fit_net(net, X, targets)
+            if self.objective == "supervised":
+                module = SlotRegressor(encoder, targets.shape[2])
+                return self._make_net(module, max_epochs=self.max_epochs)
+            decoder = self._build_decoder("mlp", X.shape[1:])
+            return self._make_net(
+                SlotAutoencoder(encoder, decoder),
+                net_class=SlotAutoencoderNet,
+                max_epochs=self.max_epochs,
+                reconstruction_scale=self.data_scale_**2,
+            )
+
+        self._fit_restarts(make_net, X, targets)
         return self
+
+    def _training_r2(self):
+        if self.objective == "supervised":  # targets are standardized per column
+            return 1.0 - self.loss_curve_[-1]
+        return super()._training_r2()
 
     def _standardize_targets(self, X, y, *, reset):
         if y is None:

@@ -8,19 +8,9 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..modules import DECODERS, SlotAutoencoder, make_decoder
+from ..modules import DECODERS, SlotAutoencoder
 from ._base import SlotEstimatorBase, _positive_int
 from ._nets import SlotAutoencoderNet
-
-
-def build_decoder(name, n_slots, slot_dim, output_shape, params):
-    """``make_decoder`` with a clear error for parameters the decoder does not take."""
-    try:
-        return make_decoder(name, n_slots, slot_dim, output_shape, **(params or {}))
-    except TypeError as exc:
-        raise ValueError(
-            f"decoder_params={params!r} do not fit decoder={name!r}: {exc}"
-        ) from exc
 
 
 class GenerativeInverter(SlotEstimatorBase):
@@ -75,8 +65,20 @@ class GenerativeInverter(SlotEstimatorBase):
     search_tol : float >= 0, default=1e-5
         An image stops searching once its loss changes by less than this
         fraction in one step; 0 always runs ``search_steps``.
-    max_epochs : int, default=50
+    max_epochs : int, default=80
         Training epochs.
+    n_init : int, default=1
+        Trainings from different initializations; the one with the lowest
+        final training loss is kept (``best_init_``), as in
+        :class:`~sklearn.cluster.KMeans`. Costs ``n_init`` fits.
+    tol : float >= 0 or None, default=1e-4
+        Training stops once the training loss has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs (``max_epochs`` is a cap); the learning rate
+        halves after 4 such epochs. The training loss is the fraction of the
+        data's variance left unexplained, 1 - R². None trains all ``max_epochs``
+        epochs.
+    n_iter_no_change : int, default=10
+        Epochs without a ``tol`` improvement that stop training.
     batch_size : int, default=64
     lr : float, default=1e-3
         Learning rate of training.
@@ -103,6 +105,21 @@ default="adamw"
     net_ : SlotAutoencoderNet
         The fitted skorch net; ``net_.module_.encoder`` and ``net_.module_.decoder``
         are the torch modules, ``net_.history`` records every loss term.
+    n_iter_ : int
+        Epochs run by the kept fit.
+    loss_curve_ : list of float
+        Its training loss per epoch.
+    converged_ : bool
+        Whether it stopped on a loss plateau before the epoch cap.
+    init_losses_ : ndarray of shape (n_init,)
+        Final training loss of every initialization.
+    best_init_ : int
+        Index of the kept initialization.
+    data_mean_ : ndarray of the shape of one sample
+        Mean of X; with ``data_scale_``, the standardization that the
+        networks work in.
+    data_scale_ : float
+        Root mean squared deviation of X from ``data_mean_``.
     input_shape_ : tuple
         Shape of one sample of X.
     n_features_in_ : int
@@ -132,6 +149,7 @@ default="adamw"
         **SlotEstimatorBase._parameter_constraints,
         **SlotEstimatorBase._search_constraints,
         **SlotEstimatorBase._training_constraints,
+        **SlotEstimatorBase._fit_control_constraints,
         "decoder": [StrOptions(set(DECODERS))],
         "decoder_params": [dict, None],
         "vae": ["boolean"],
@@ -159,7 +177,10 @@ default="adamw"
         search_lr=0.05,
         search_batch_size=256,
         search_tol=1e-5,
-        max_epochs=50,
+        max_epochs=80,
+        n_init=1,
+        tol=1e-4,
+        n_iter_no_change=10,
         batch_size=64,
         lr=1e-3,
         optimizer="adamw",
@@ -186,6 +207,9 @@ default="adamw"
         self.search_batch_size = search_batch_size
         self.search_tol = search_tol
         self.max_epochs = max_epochs
+        self.n_init = n_init
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
         self.batch_size = batch_size
         self.lr = lr
         self.optimizer = optimizer
@@ -212,21 +236,18 @@ default="adamw"
         self : GenerativeInverter
         """
         X = self._validate_X(X, reset=True)
-        with self._seeded():
+        self._set_data_scaling(X)
+
+        def make_net():
             encoder = self._build_encoder(
                 X.shape[1:], self.n_slots, self.slot_dim, vae=self.vae
             )
-            decoder = build_decoder(
-                self.decoder,
-                self.n_slots,
-                self.slot_dim,
-                X.shape[1:],
-                self.decoder_params,
-            )
-            net = self._make_net(
+            decoder = self._build_decoder(self.decoder, X.shape[1:])
+            return self._make_net(
                 SlotAutoencoder(encoder, decoder),
                 net_class=SlotAutoencoderNet,
                 max_epochs=self.max_epochs,
+                reconstruction_scale=self.data_scale_**2,
                 beta=self.beta,
                 interaction_weight=self.interaction_weight,
                 consistency_weight=self.consistency_weight,
@@ -235,7 +256,8 @@ default="adamw"
                 if (self.decoder_params or {}).get("shared")
                 else "shuffle",
             )
-            self.net_ = self._fit_net(net, X)
+
+        self._fit_restarts(make_net, X)
         return self
 
     def _encoder(self):
@@ -274,7 +296,7 @@ default="adamw"
         """
         check_is_fitted(self)
         decoder = self._decoder()
-        if not hasattr(decoder, "render_slots"):
+        if not decoder.has_slot_renderings:
             raise ValueError(
                 f"decoder={self.decoder!r} mixes slots and has no per-slot renderings; "
                 "use 'additive' or 'masked'."

@@ -51,6 +51,17 @@ class ReplayEncoder(SlotEstimatorBase):
         Replayed pairs per epoch; None uses the number of samples in X.
     replay_epochs : int, default=30
         Epochs of replay training.
+    n_init : int, default=1
+        Trainings from different initializations; the one with the lowest
+        final training loss is kept (``best_init_``), as in
+        :class:`~sklearn.cluster.KMeans`. Costs ``n_init`` fits.
+    tol : float >= 0 or None, default=1e-4
+        Training stops once the training loss has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs (``replay_epochs`` is a cap); the learning
+        rate halves after 4 such epochs. The training loss is the mean squared
+        error of the predicted slots. None trains all ``replay_epochs`` epochs.
+    n_iter_no_change : int, default=10
+        Epochs without a ``tol`` improvement that stop training.
     sampler : {"shuffle", "pool"}, default="shuffle"
         ``"shuffle"`` draws slot k from the k-th inferred slots; ``"pool"`` from
         all inferred slots, for a decoder shared across slots (the loss then
@@ -81,6 +92,21 @@ default="adamw"
         The fitted generator.
     net_ : skorch.NeuralNet
         The replay-trained encoder's net; ``net_.module_`` is the encoder.
+    n_iter_ : int
+        Epochs run by the kept fit.
+    loss_curve_ : list of float
+        Its training loss per epoch.
+    converged_ : bool
+        Whether it stopped on a loss plateau before the epoch cap.
+    init_losses_ : ndarray of shape (n_init,)
+        Final training loss of every initialization.
+    best_init_ : int
+        Index of the kept initialization.
+    data_mean_ : ndarray of the shape of one sample
+        Mean of X; with ``data_scale_``, the standardization that the
+        networks work in.
+    data_scale_ : float
+        Root mean squared deviation of X from ``data_mean_``.
     input_shape_ : tuple
     n_features_in_ : int
     feature_names_in_ : ndarray of str
@@ -104,6 +130,7 @@ default="adamw"
     _parameter_constraints: dict = {
         **SlotEstimatorBase._parameter_constraints,
         **SlotEstimatorBase._search_constraints,
+        **SlotEstimatorBase._fit_control_constraints,
         "generator": [GenerativeInverter, None],
         "n_replay": [Interval(Integral, 1, None, closed="left"), None],
         "replay_epochs": _positive_int(),
@@ -117,6 +144,9 @@ default="adamw"
         *,
         n_replay=None,
         replay_epochs=30,
+        n_init=1,
+        tol=1e-4,
+        n_iter_no_change=10,
         sampler="shuffle",
         warm_start_encoder=False,
         encoder="auto",
@@ -137,6 +167,9 @@ default="adamw"
         self.generator = generator
         self.n_replay = n_replay
         self.replay_epochs = replay_epochs
+        self.n_init = n_init
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
         self.sampler = sampler
         self.warm_start_encoder = warm_start_encoder
         self.encoder = encoder
@@ -193,29 +226,35 @@ default="adamw"
         bank = generator._encode_array(X)
         device = self._device()
         source = generator.net_.module_
-        with self._seeded():
-            decoder = (
-                copy.deepcopy(source.decoder).to(device).eval().requires_grad_(False)
-            )
+        decoder = copy.deepcopy(source.decoder).to(device).eval().requires_grad_(False)
+        self._set_data_scaling(X)
+        # The stream renders fresh pairs from torch's generators, which every
+        # restart seeds anew.
+        stream = ReplayStream(
+            decoder,
+            torch.as_tensor(bank, device=device),
+            self.n_replay or len(X),
+            self.sampler,
+        )
+
+        def make_net():
             if self.warm_start_encoder:
                 encoder = copy.deepcopy(source.encoder)
             else:
                 encoder = self._build_encoder(X.shape[1:], bank.shape[1], bank.shape[2])
-            stream = ReplayStream(
-                decoder,
-                torch.as_tensor(bank, device=device),
-                self.n_replay or len(X),
-                self.sampler,
-            )
-            net = self._make_net(
+            return self._make_net(
                 encoder,
                 criterion=MatchedSlotLoss if self.sampler == "pool" else nn.MSELoss,
                 max_epochs=self.replay_epochs,
                 iterator_train=StreamLoader,
                 train_split=None,
             )
-            self.net_ = self._fit_net(net, stream)
+
+        self._fit_restarts(make_net, stream)
         return self
+
+    def _max_epochs(self):
+        return self.replay_epochs
 
     def _encoder(self):
         return self.net_.module_

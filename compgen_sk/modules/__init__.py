@@ -24,6 +24,7 @@ from .encoders import (
     infer_out_features,
     make_backbone,
 )
+from .scaling import RescaledDecoder, Standardize
 
 __all__ = [
     "DECODERS",
@@ -34,9 +35,11 @@ __all__ = [
     "MLPDecoder",
     "MLPRenderer",
     "MaskedDecoder",
+    "RescaledDecoder",
     "SlotAutoencoder",
     "SlotEncoder",
     "SlotRegressor",
+    "Standardize",
     "TransformerDecoder",
     "gaussian_kl",
     "infer_out_features",
