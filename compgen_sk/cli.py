@@ -46,9 +46,10 @@ def build_parser():
             "Train every method on the in-domain split, read the concepts out of "
             "its slots with a probe fitted on in-domain slots, and score the "
             "probe on held-out in-domain images and on out-of-domain images (new "
-            "combinations). Prints a table; writes results.csv and figures to "
-            "--out. The defaults finish in about 10 minutes on a 2-core CPU; on a "
-            "GPU, try --device cuda --epochs 200 --n-samples 20000."
+            "combinations). Prints a table (mean ± std over seeds); writes "
+            "results.csv, summary.csv and figures to --out. The defaults (3 "
+            "seeds) finish in about 12 minutes on a 2-core CPU; on a GPU, try "
+            "--device cuda --epochs 200 --n-samples 20000."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -90,9 +91,9 @@ def build_parser():
         type=_non_negative_int,
         default=list(defaults.seeds),
         metavar="SEED",
-        help="one full run per seed; the table shows mean ± std over seeds and "
-        "results.csv one row per seed (summary.csv: mean and std). A result is "
-        "a mean over seeds: use e.g. --seeds 0 1 2",
+        help="one full run per seed (data, initializations, probes); the table "
+        "shows mean ± std over seeds, results.csv one row per seed and "
+        "summary.csv the mean and std. --seeds 0 takes a third of the time",
     )
     compare.add_argument(
         "--n-train",

@@ -10,11 +10,13 @@ concepts (METHOD.md §5). Every method is evaluated the same way.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
 from skorch.callbacks import ProgressBar
 
 from .datasets import load_pug, make_additive, make_digit_compositions, make_sprites
@@ -78,11 +80,11 @@ class Settings:
     methods: tuple = tuple(METHODS)
     epochs: int = 40
     slot_dim: int = 12
-    lr: float = 2e-3
+    lr: float = 1e-3
     search_steps: int = 100
     probe: str = "mlp"
     device: str = "cpu"
-    seeds: tuple = (0,)
+    seeds: tuple = (0, 1, 2)
     n_train: tuple | None = None
     n_jobs: int | None = None
     data_dir: str | None = None
@@ -168,10 +170,11 @@ class Comparison:
     replay that same generator.
     """
 
-    def __init__(self, settings, split, seed):
+    def __init__(self, settings, split, seed, log=None):
         self.settings = settings
         self.split = split
         self.seed = seed
+        self.log = log or (lambda *args: None)
         self._fitted = {}
         self.fit_seconds = {}
 
@@ -192,8 +195,20 @@ class Comparison:
         if key not in self._fitted:
             estimator = make()
             start = time.perf_counter()
-            estimator.fit(self.split.X_train, *fit_args)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                estimator.fit(self.split.X_train, *fit_args)
             self.fit_seconds[key] = time.perf_counter() - start
+            for warning in caught:  # one line each in the log, not a traceback
+                if issubclass(warning.category, ConvergenceWarning):
+                    self.log(f"  note ({key}): {warning.message}")
+                else:
+                    warnings.warn_explicit(
+                        warning.message,
+                        warning.category,
+                        warning.filename,
+                        warning.lineno,
+                    )
             self._fitted[key] = estimator
         return self._fitted[key]
 
@@ -311,9 +326,10 @@ def run_comparison(settings=None, out=None, log=print, **overrides):
     >>> from compgen_sk.compare import run_comparison
     >>> results = run_comparison(dataset="additive", n_samples=300, epochs=2,
     ...                          methods=("encoder-autoencoder",),
-    ...                          search_steps=5, progress=False, log=None)
-    >>> list(results["method"])
-    ['encoder-autoencoder']
+    ...                          search_steps=5, seeds=(0, 1), progress=False,
+    ...                          log=None)
+    >>> results[["method", "seed"]].values.tolist()
+    [['encoder-autoencoder', 0], ['encoder-autoencoder', 1]]
     """
     settings = Settings(**{**(vars(settings) if settings else {}), **overrides})
     unknown = [m for m in settings.methods if m not in METHODS]
@@ -327,9 +343,15 @@ def run_comparison(settings=None, out=None, log=print, **overrides):
             f"[seed {seed}] {split.description} ID train {len(split.X_train)}, ID "
             f"test {len(split.X_test)}, OOD {len(split.X_ood)}."
         )
+        largest = max(settings.n_train or (0,))
+        if largest > len(split.X_train):  # before any training
+            raise ValueError(
+                f"n_train={largest} exceeds the {len(split.X_train)} ID training "
+                "images; raise --n-samples."
+            )
         for n_train in settings.n_train or (None,):
             part = split if n_train is None else _first(split, n_train)
-            comparison = Comparison(settings, part, seed)
+            comparison = Comparison(settings, part, seed, log)
             for method in settings.methods:
                 tag = f"seed {seed}" + (f", n_train {n_train}" if n_train else "")
                 log(f"[{tag}] {method}: {METHODS[method]}")
@@ -386,11 +408,6 @@ _SCORES = [
 def _first(split, n_train):
     """The split with only its first ``n_train`` ID training images (they are
     in random order already)."""
-    if n_train > len(split.X_train):
-        raise ValueError(
-            f"n_train={n_train} exceeds the {len(split.X_train)} ID training "
-            "images; raise --n-samples."
-        )
     return replace(
         split,
         X_train=split.X_train[:n_train],

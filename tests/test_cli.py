@@ -1,4 +1,4 @@
-"""The main job, ``compgen-sk compare``, in a fast mode (issue 5, §1)."""
+"""The main job, ``compgen-sk compare``, in a fast mode."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from compgen_sk.cli import main
-from compgen_sk.compare import METHODS, format_table, run_comparison
+from compgen_sk.compare import COLUMNS, METHODS, format_table, run_comparison
 
 FAST = [
     "--n-samples",
@@ -18,6 +18,8 @@ FAST = [
     "3",
     "--slot-dim",
     "2",
+    "--seeds",
+    "0",
     "--no-progress",
 ]
 
@@ -66,6 +68,7 @@ def test_shared_fits_are_reused():
         search_steps=3,
         slot_dim=2,
         methods=("generative-encoder", "generative-search"),
+        seeds=(0,),
         progress=False,
         log=None,
     )
@@ -82,6 +85,7 @@ def test_compare_on_vector_data_skips_image_figures(tmp_path):
         search_steps=3,
         slot_dim=2,
         methods=("encoder-autoencoder", "generative-search"),
+        seeds=(0,),
         progress=False,
         log=None,
         out=tmp_path,
@@ -98,6 +102,8 @@ def test_compare_on_vector_data_skips_image_figures(tmp_path):
         (["compare", "--dataset", "mnist"], "invalid choice"),
         (["compare", "--methods", "magic"], "invalid choice"),
         (["compare", "--search-steps", "-1"], "integer >= 0"),
+        (["compare", "--seeds", "x"], "integer >= 0"),
+        (["compare", "--n-train", "0"], "positive integer"),
     ],
 )
 def test_invalid_options_exit_with_a_message(argv, message, capsys):
@@ -133,3 +139,72 @@ def test_python_dash_m_and_help():
         check=True,
     )
     assert "--dataset" in done.stdout and "GPU" in done.stdout
+
+
+SEEDED = [
+    "compare",
+    "--dataset",
+    "additive",
+    "--methods",
+    "encoder-autoencoder",
+    "generative-encoder",
+    *FAST,
+]
+
+
+def test_seeds_write_one_row_per_seed_and_a_summary(tmp_path, capsys):
+    out = tmp_path / "seeds"
+    assert main([*SEEDED, "--seeds", "0", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "±" in printed  # mean ± std in the table
+    results = pd.read_csv(out / "results.csv")
+    assert list(results.columns) == COLUMNS
+    assert sorted(results["seed"]) == [0, 0, 1, 1]
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["method"]) == ["encoder-autoencoder", "generative-encoder"]
+    assert (summary["n_seeds"] == 2).all()
+    for method, rows in results.groupby("method"):
+        row = summary.set_index("method").loc[method]
+        assert row["ood_score"] == pytest.approx(rows["ood_score"].mean())
+        assert row["ood_score_std"] == pytest.approx(rows["ood_score"].std(ddof=0))
+    # Different seeds draw different data and initializations.
+    assert results.groupby("method")["ood_score"].nunique().eq(2).all()
+
+
+def test_n_train_trains_on_growing_sets_and_plots_them(tmp_path):
+    out = tmp_path / "efficiency"
+    argv = [*SEEDED, "--n-train", "100", "50", "--seeds", "0", "1"]
+    assert main([*argv, "--out", str(out)]) == 0
+    results = pd.read_csv(out / "results.csv")
+    assert list(results.columns) == COLUMNS
+    assert sorted(set(results["n_train"])) == [50, 100]
+    assert len(results) == 2 * 2 * 2  # methods x sizes x seeds
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"n_train", "ood_score", "ood_score_std", "n_seeds"} <= set(summary)
+    assert len(summary) == 4
+    assert (out / "data_efficiency.png").stat().st_size > 1000
+
+
+def test_n_train_larger_than_the_training_set_is_an_error(tmp_path, capsys):
+    argv = [*SEEDED, "--n-train", "100000", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "exceeds" in capsys.readouterr().err
+
+
+def test_convergence_warnings_become_log_lines(recwarn):
+    lines = []
+    run_comparison(
+        dataset="additive",
+        n_samples=300,
+        epochs=2,
+        search_steps=0,
+        slot_dim=2,
+        methods=("encoder-autoencoder",),
+        seeds=(0,),
+        progress=False,
+        log=lines.append,
+    )
+    # Two epochs cannot fit the data: the fit says so in the log, once.
+    notes = [line for line in lines if line.startswith("  note (encoder-autoencoder)")]
+    assert len(notes) >= 1 and "training R²" in " ".join(notes)
+    assert not [w for w in recwarn if "ConvergenceWarning" in w.category.__name__]

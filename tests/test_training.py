@@ -1,0 +1,230 @@
+"""Training control: data scaling, restarts, plateau stopping, diagnostics."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from skorch.callbacks import GradientNormClipping
+
+from compgen_sk import EncoderBaseline, GenerativeInverter, ReplayEncoder
+from compgen_sk.estimators._base import MIN_TRAINING_R2
+
+SMALL = dict(
+    encoder_params={"hidden": (32,)},
+    batch_size=32,
+    search_steps=0,
+    random_state=0,
+)
+
+
+@pytest.fixture(scope="module")
+def easy():
+    """Two one-dimensional slots rendered additively into 16 features."""
+    rng = np.random.default_rng(0)
+    z = rng.uniform(-1, 1, size=(300, 2))
+    W = rng.normal(size=(2, 16))
+    X = np.tanh(z[:, :1]) * W[0] + z[:, 1:] ** 2 * W[1]
+    return X.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def noise():
+    """No structure: nothing beyond a floor can be learned."""
+    return np.random.default_rng(1).normal(size=(200, 20)).astype(np.float32)
+
+
+def _fit_quietly(estimator, X, y=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, y)
+
+
+def test_n_init_keeps_the_restart_with_the_lowest_final_loss(easy):
+    est = _fit_quietly(
+        GenerativeInverter(n_slots=2, slot_dim=1, max_epochs=4, n_init=3, **SMALL),
+        easy,
+    )
+    assert est.init_losses_.shape == (3,)
+    assert len(set(est.init_losses_)) == 3  # three different initializations
+    assert est.best_init_ == int(np.argmin(est.init_losses_))
+    assert est.loss_curve_[-1] == pytest.approx(est.init_losses_.min())
+    assert est.net_.history[-1, "train_loss"] == pytest.approx(est.loss_curve_[-1])
+
+
+def test_n_init_is_reproducible_and_single_init_matches_its_restart(easy):
+    params = dict(n_slots=2, slot_dim=1, max_epochs=3, **SMALL)
+    a = _fit_quietly(GenerativeInverter(n_init=2, **params), easy)
+    b = _fit_quietly(GenerativeInverter(n_init=2, **params), easy)
+    np.testing.assert_array_equal(a.init_losses_, b.init_losses_)
+    np.testing.assert_array_equal(a.transform(easy), b.transform(easy))
+    # The first restart is seeded as a single fit is.
+    single = _fit_quietly(GenerativeInverter(n_init=1, **params), easy)
+    assert single.init_losses_[0] == pytest.approx(a.init_losses_[0])
+
+
+def test_plateau_stopping_ends_a_converged_fit_early(easy):
+    est = GenerativeInverter(
+        n_slots=2, slot_dim=1, decoder="additive", max_epochs=300, **SMALL
+    ).fit(easy)
+    assert est.converged_
+    assert est.n_iter_ < 300
+    assert est.n_iter_ == len(est.loss_curve_) == len(est.net_.history)
+    assert est.score(easy) > 0.99
+
+
+def test_plateau_stopping_on_data_without_structure(noise):
+    est = _fit_quietly(
+        EncoderBaseline(
+            n_slots=1,
+            slot_dim=1,
+            max_epochs=300,
+            tol=1e-2,
+            n_iter_no_change=3,
+            **{k: v for k, v in SMALL.items() if k != "search_steps"},
+        ),
+        noise,
+    )
+    assert est.converged_
+    assert est.n_iter_ < 100
+
+
+def test_tol_none_trains_every_epoch(easy):
+    est = _fit_quietly(
+        GenerativeInverter(n_slots=2, slot_dim=1, max_epochs=6, tol=None, **SMALL),
+        easy,
+    )
+    assert est.n_iter_ == 6
+    assert not est.converged_
+    assert "plateau_stopping" not in dict(est.net_.callbacks_)
+
+
+def test_no_convergence_warning_for_a_good_converged_fit(easy):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est = GenerativeInverter(n_slots=2, slot_dim=1, max_epochs=300, **SMALL)
+        est.fit(easy)
+    assert est.converged_
+
+
+def test_warns_when_stopped_while_the_loss_still_falls_fast(easy):
+    est = GenerativeInverter(n_slots=2, slot_dim=1, max_epochs=8, lr=3e-4, **SMALL)
+    with pytest.warns(ConvergenceWarning, match="still fell by .*raise max_epochs"):
+        est.fit(easy)
+    assert not est.converged_
+
+
+def test_warns_when_the_training_data_is_reconstructed_poorly(noise):
+    est = EncoderBaseline(
+        n_slots=1,
+        slot_dim=1,
+        max_epochs=30,
+        **{k: v for k, v in SMALL.items() if k != "search_steps"},
+    )
+    with pytest.warns(ConvergenceWarning, match=f"training R² .* < {MIN_TRAINING_R2}"):
+        est.fit(noise)
+    # The warning's R² is that of the last epoch's standardized loss.
+    assert est.score(noise) < MIN_TRAINING_R2
+
+
+def test_supervised_and_replay_fits_report_their_diagnostics(easy):
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(len(easy), 2, 1))
+    sup = _fit_quietly(
+        EncoderBaseline(
+            n_slots=2,
+            slot_dim=1,
+            objective="supervised",
+            max_epochs=3,
+            **{k: v for k, v in SMALL.items() if k != "search_steps"},
+        ),
+        easy,
+        y,
+    )
+    assert sup.n_iter_ == 3 and len(sup.loss_curve_) == 3
+    gen = _fit_quietly(
+        GenerativeInverter(n_slots=2, slot_dim=1, max_epochs=3, **SMALL), easy
+    )
+    replay = _fit_quietly(
+        ReplayEncoder(gen, replay_epochs=4, n_init=2, random_state=0), easy
+    )
+    assert replay.n_iter_ == 4
+    assert replay.init_losses_.shape == (2,)
+
+
+def test_training_is_invariant_to_an_affine_change_of_units(easy):
+    """Data are standardized inside the modules: fitting 10 X + 3 learns the
+    same model as fitting X, up to float rounding."""
+    params = dict(n_slots=2, slot_dim=1, max_epochs=3, tol=None, **SMALL)
+    a = _fit_quietly(GenerativeInverter(**params), easy)
+    b = _fit_quietly(GenerativeInverter(**params), 10 * easy + 3)
+    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-3)
+    np.testing.assert_allclose(a.transform(easy), b.transform(10 * easy + 3), atol=1e-3)
+    np.testing.assert_allclose(
+        10 * a.inverse_transform(a.transform(easy)) + 3,
+        b.inverse_transform(b.transform(10 * easy + 3)),
+        rtol=1e-3,
+        atol=1e-2,
+    )
+    np.testing.assert_allclose(b.data_mean_, 10 * a.data_mean_ + 3, rtol=1e-5)
+    assert b.data_scale_ == pytest.approx(10 * a.data_scale_, rel=1e-5)
+
+
+def test_constant_data_have_a_usable_scale():
+    X = np.ones((40, 6), dtype=np.float32)
+    est = _fit_quietly(
+        GenerativeInverter(n_slots=1, slot_dim=1, max_epochs=2, **SMALL), X
+    )
+    assert est.data_scale_ == 1.0
+    assert np.isfinite(est.transform(X)).all()
+
+
+def test_default_callbacks_are_named_and_a_user_callback_replaces_one(easy):
+    est = _fit_quietly(
+        GenerativeInverter(n_slots=2, slot_dim=1, max_epochs=2, **SMALL), easy
+    )
+    callbacks = dict(est.net_.callbacks_)
+    assert {"lr_plateau", "gradient_clipping", "plateau_stopping"} <= set(callbacks)
+    clip = GradientNormClipping(gradient_clip_value=0.5)
+    est = _fit_quietly(
+        GenerativeInverter(
+            n_slots=2,
+            slot_dim=1,
+            max_epochs=2,
+            callbacks=[("gradient_clipping", clip)],
+            **SMALL,
+        ),
+        easy,
+    )
+    assert dict(est.net_.callbacks_)["gradient_clipping"].gradient_clip_value == 0.5
+    assert clip is not dict(est.net_.callbacks_)["gradient_clipping"]  # a copy
+
+
+def test_learning_rate_halves_on_a_plateau(noise):
+    est = _fit_quietly(
+        EncoderBaseline(
+            n_slots=1,
+            slot_dim=1,
+            max_epochs=40,
+            tol=1e-2,
+            n_iter_no_change=30,
+            **{k: v for k, v in SMALL.items() if k != "search_steps"},
+        ),
+        noise,
+    )
+    optimizer = est.net_.optimizer_
+    assert optimizer.param_groups[0]["lr"] < est.lr
+
+
+@pytest.mark.parametrize(
+    "param, value, message",
+    [
+        ("n_init", 0, "n_init"),
+        ("tol", -1.0, "tol"),
+        ("n_iter_no_change", 0, "n_iter_no_change"),
+    ],
+)
+def test_training_control_parameters_are_validated(easy, param, value, message):
+    est = GenerativeInverter(**{param: value})
+    with pytest.raises(ValueError, match=message):
+        est.fit(easy)
