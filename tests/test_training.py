@@ -34,6 +34,12 @@ def noise():
     return np.random.default_rng(1).normal(size=(200, 20)).astype(np.float32)
 
 
+def _baseline(**params):
+    """A small one-slot EncoderBaseline."""
+    small = {k: v for k, v in SMALL.items() if k != "search_steps"}
+    return EncoderBaseline(**{"n_slots": 1, "slot_dim": 1, **small, **params})
+
+
 def _fit_quietly(estimator, X, y=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -74,17 +80,7 @@ def test_plateau_stopping_ends_a_converged_fit_early(easy):
 
 
 def test_plateau_stopping_on_data_without_structure(noise):
-    est = _fit_quietly(
-        EncoderBaseline(
-            n_slots=1,
-            slot_dim=1,
-            max_epochs=300,
-            tol=1e-2,
-            n_iter_no_change=3,
-            **{k: v for k, v in SMALL.items() if k != "search_steps"},
-        ),
-        noise,
-    )
+    est = _fit_quietly(_baseline(max_epochs=300, tol=1e-2, n_iter_no_change=3), noise)
     assert est.converged_
     assert est.n_iter_ < 100
 
@@ -115,12 +111,7 @@ def test_warns_when_stopped_while_the_loss_still_falls_fast(easy):
 
 
 def test_warns_when_the_training_data_is_reconstructed_poorly(noise):
-    est = EncoderBaseline(
-        n_slots=1,
-        slot_dim=1,
-        max_epochs=30,
-        **{k: v for k, v in SMALL.items() if k != "search_steps"},
-    )
+    est = _baseline(max_epochs=30)
     with pytest.warns(ConvergenceWarning, match=f"training R² .* < {MIN_TRAINING_R2}"):
         est.fit(noise)
     # The warning's R² is that of the last epoch's standardized loss.
@@ -131,13 +122,7 @@ def test_supervised_and_replay_fits_report_their_diagnostics(easy):
     rng = np.random.default_rng(0)
     y = rng.normal(size=(len(easy), 2, 1))
     sup = _fit_quietly(
-        EncoderBaseline(
-            n_slots=2,
-            slot_dim=1,
-            objective="supervised",
-            max_epochs=3,
-            **{k: v for k, v in SMALL.items() if k != "search_steps"},
-        ),
+        _baseline(n_slots=2, objective="supervised", max_epochs=3),
         easy,
         y,
     )
@@ -201,17 +186,7 @@ def test_default_callbacks_are_named_and_a_user_callback_replaces_one(easy):
 
 
 def test_learning_rate_halves_on_a_plateau(noise):
-    est = _fit_quietly(
-        EncoderBaseline(
-            n_slots=1,
-            slot_dim=1,
-            max_epochs=40,
-            tol=1e-2,
-            n_iter_no_change=30,
-            **{k: v for k, v in SMALL.items() if k != "search_steps"},
-        ),
-        noise,
-    )
+    est = _fit_quietly(_baseline(max_epochs=40, tol=1e-2, n_iter_no_change=30), noise)
     optimizer = est.net_.optimizer_
     assert optimizer.param_groups[0]["lr"] < est.lr
 
