@@ -162,8 +162,10 @@ def _r2(X, X_hat, sample_weight=None):
     X_hat = X_hat.reshape(len(X_hat), -1)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
     mean = np.average(X, axis=0, weights=w)
-    sse = w @ np.square(X - X_hat).sum(axis=1, dtype=np.float64)
-    sst = w @ np.square(X - mean).sum(axis=1, dtype=np.float64)
+    # Squares in float64, so that data of any magnitude give a finite score.
+    residual, spread = X - X_hat, X - mean
+    sse = w @ np.einsum("ij,ij->i", residual, residual, dtype=np.float64)
+    sst = w @ np.einsum("ij,ij->i", spread, spread, dtype=np.float64)
     if sst == 0:
         return 1.0 if sse == 0 else 0.0
     return float(1.0 - sse / sst)

@@ -203,3 +203,22 @@ def test_training_control_parameters_are_validated(easy, param, value, message):
     est = GenerativeInverter(**{param: value})
     with pytest.raises(ValueError, match=message):
         est.fit(easy)
+
+
+@pytest.mark.parametrize("Estimator", [GenerativeInverter, EncoderBaseline])
+def test_divergence_stops_fit_with_an_error_naming_the_cause(easy, Estimator):
+    est = Estimator(n_slots=2, slot_dim=1, max_epochs=50, lr=1e6, random_state=0)
+    with pytest.raises(ValueError, match=r"diverged.*epoch \d+.*lr=1000000\.0"):
+        est.fit(easy)
+    assert not hasattr(est, "net_")
+
+
+def test_data_of_huge_magnitude_train_and_score_like_unit_data(easy):
+    params = dict(n_slots=2, slot_dim=1, max_epochs=3, tol=None, **SMALL)
+    params["search_steps"] = 5
+    a = _fit_quietly(GenerativeInverter(**params), easy)
+    b = _fit_quietly(GenerativeInverter(**params), easy * 1e30)
+    assert np.isfinite(b.loss_curve_).all()
+    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-3)
+    np.testing.assert_allclose(a.transform(easy), b.transform(easy * 1e30), atol=1e-3)
+    assert b.score(easy * 1e30) == pytest.approx(a.score(easy), abs=1e-3)

@@ -38,6 +38,7 @@ from ..modules import (
     make_decoder,
 )
 from ._loaders import BatchLoader
+from ._nets import DivergenceError, StopOnNonFiniteLoss
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -285,9 +286,10 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         a name: ``"lr_plateau"`` (halve the learning rate after
         ``_LR_PATIENCE`` epochs without a ``tol`` improvement of the training
         loss), ``"gradient_clipping"`` (clip gradients to norm
-        ``_MAX_GRAD_NORM``) and, unless ``tol=None``, ``"plateau_stopping"``
-        (stop after ``n_iter_no_change`` epochs without a ``tol``
-        improvement). A user callback given under one of these names, as a
+        ``_MAX_GRAD_NORM``), ``"divergence"`` (stop at the first epoch whose
+        loss is not finite; ``fit`` then raises) and, unless ``tol=None``,
+        ``"plateau_stopping"`` (stop after ``n_iter_no_change`` epochs without
+        a ``tol`` improvement). A user callback given under one of these names, as a
         ``(name, callback)`` pair, replaces the default."""
         user = copy.deepcopy(self.callbacks) or []
         names = {item[0] for item in user if isinstance(item, tuple)}
@@ -305,6 +307,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
             ),
             ("gradient_clipping", GradientNormClipping(_MAX_GRAD_NORM)),
         ]
+        defaults.append(("divergence", StopOnNonFiniteLoss()))
         if self.tol is not None:
             stopping = EarlyStopping(
                 monitor="train_loss",
@@ -346,9 +349,17 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         best, losses = None, []
         for seed in seeds:
             with self._seeded(int(seed)):
-                net = self._fit_net(make_net(), X, y)
+                try:
+                    net = self._fit_net(make_net(), X, y)
+                except DivergenceError as exc:
+                    raise ValueError(
+                        f"{type(self).__name__} diverged: the training loss became "
+                        f"NaN or infinite in epoch {exc.epoch}. Lower the learning "
+                        f"rate (lr={self.lr!r}) or check the scale of X (its root "
+                        f"mean square deviation is {self.data_scale_:.3g})."
+                    ) from None
             final = float(net.history[-1, "train_loss"])
-            losses.append(final if math.isfinite(final) else math.inf)
+            losses.append(final)
             if best is None or losses[-1] < losses[best]:
                 best, best_net = len(losses) - 1, net
         self.net_ = best_net
@@ -471,9 +482,11 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                 with torch.no_grad():
                     z = encoder(x)
                 if steps:
+                    # Search in standardized units: the same minimizer, and
+                    # squared errors that stay finite for data of any size.
                     z, _, _ = search_latents(
-                        decoder,
-                        x,
+                        decoder.decoder,
+                        decoder.standardize(x),
                         z,
                         steps=steps,
                         lr=self.search_lr,

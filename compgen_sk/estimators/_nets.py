@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from skorch import NeuralNet
+from skorch.callbacks import Callback
 from skorch.utils import to_tensor
 from torch import nn
 
@@ -16,8 +17,9 @@ class SlotAutoencoderNet(NeuralNet):
     differs from skorch's :class:`~skorch.NeuralNet`.
 
     The loss is the reconstruction error (per-element mean squared error,
-    Eq. 4.2, divided by ``reconstruction_scale``: with the data's variance there,
-    it is the fraction of variance left unexplained, 1 - R²), plus ``beta``
+    Eq. 4.2, of errors divided by ``reconstruction_scale``: with the data's
+    root mean square deviation there, it is the fraction of variance left
+    unexplained, 1 - R², and stays finite for data of any magnitude), plus ``beta``
     times the KL term per feature when the encoder has a VAE head, plus
     ``interaction_weight`` times the decoder's interaction penalty where it
     defines one, plus — during training, after ``consistency_warmup``
@@ -27,7 +29,7 @@ class SlotAutoencoderNet(NeuralNet):
     Parameters
     ----------
     reconstruction_scale : float, default=1.0
-        Divides the squared reconstruction error.
+        Divides the reconstruction errors before they are squared.
     beta, interaction_weight, consistency_weight : float
     consistency_warmup : int
         Epochs before the consistency loss starts.
@@ -57,8 +59,8 @@ class SlotAutoencoderNet(NeuralNet):
     def get_loss(self, y_pred, y_true, X=None, training=False):
         x = to_tensor(X, device=self.device)
         prefix = "train_" if training else "valid_"
-        reconstruction = (y_pred["reconstruction"] - x).pow(2).mean()
-        reconstruction = reconstruction / self.reconstruction_scale
+        error = (y_pred["reconstruction"] - x) / self.reconstruction_scale
+        reconstruction = error.pow(2).mean()
         terms = {"reconstruction": (1.0, reconstruction)}
         if "kl" in y_pred:
             n_features = math.prod(x.shape[1:])
@@ -87,6 +89,22 @@ class SlotAutoencoderNet(NeuralNet):
             if weight:
                 loss = loss + weight * value
         return loss
+
+
+class DivergenceError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch):
+        super().__init__(f"non-finite training loss in epoch {epoch}")
+        self.epoch = epoch
+
+
+class StopOnNonFiniteLoss(Callback):
+    """Stop training at the end of the first epoch whose loss is not finite."""
+
+    def on_epoch_end(self, net, **kwargs):
+        if not math.isfinite(net.history[-1, "train_loss"]):
+            raise DivergenceError(len(net.history))
 
 
 class MatchedSlotLoss(nn.Module):

@@ -184,7 +184,7 @@ default="adamw"
                 SlotAutoencoder(encoder, decoder),
                 net_class=SlotAutoencoderNet,
                 max_epochs=self.max_epochs,
-                reconstruction_scale=self.data_scale_**2,
+                reconstruction_scale=self.data_scale_,
             )
 
         self._fit_restarts(make_net, X, targets)

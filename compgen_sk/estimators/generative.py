@@ -247,7 +247,7 @@ default="adamw"
                 SlotAutoencoder(encoder, decoder),
                 net_class=SlotAutoencoderNet,
                 max_epochs=self.max_epochs,
-                reconstruction_scale=self.data_scale_**2,
+                reconstruction_scale=self.data_scale_,
                 beta=self.beta,
                 interaction_weight=self.interaction_weight,
                 consistency_weight=self.consistency_weight,

@@ -67,6 +67,10 @@ class RescaledDecoder(nn.Module):
     def forward(self, z):
         return self.mean + self.scale * self.decoder(z)
 
+    def standardize(self, x):
+        """Data in the wrapped decoder's units, ``(x - mean) / scale``."""
+        return (x - self.mean) / self.scale
+
     def forward_with_penalty(self, z):
         """Output and the wrapped decoder's interaction penalty (or None)."""
         if hasattr(self.decoder, "forward_with_penalty"):
