@@ -306,8 +306,8 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                 ),
             ),
             ("gradient_clipping", GradientNormClipping(_MAX_GRAD_NORM)),
+            ("divergence", StopOnNonFiniteLoss()),
         ]
-        defaults.append(("divergence", StopOnNonFiniteLoss()))
         if self.tol is not None:
             stopping = EarlyStopping(
                 monitor="train_loss",
@@ -394,8 +394,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                 warnings.warn(
                     f"{name} stopped at max_epochs={self._max_epochs()} while its "
                     f"training loss still fell by {100 * rate:.1f}% per epoch over "
-                    f"the last {_CONVERGENCE_WINDOW} epochs; raise max_epochs (or "
-                    "the learning rate).",
+                    f"the last {_CONVERGENCE_WINDOW} epochs; raise max_epochs.",
                     ConvergenceWarning,
                     stacklevel=5,
                 )
