@@ -109,7 +109,7 @@ class Split:
 def load_split(settings, seed):
     """Draw the dataset for ``seed`` and cut it into ID train (80 %), ID test
     (20 %) and OOD."""
-    s = replace(settings, seeds=(seed,))
+    s = settings
     if s.dataset == "digits":
         bunch = make_digit_compositions(
             s.n_samples,
@@ -376,11 +376,12 @@ def run_comparison(settings=None, out=None, log=print, **overrides):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         results.to_csv(out / "results.csv", index=False)
-        summarize(results).to_csv(out / "summary.csv", index=False)
+        summary = summarize(results)
+        summary.to_csv(out / "summary.csv", index=False)
         if settings.n_train:
-            plot_data_efficiency(results, out / "data_efficiency.png")
+            plot_data_efficiency(summary, out / "data_efficiency.png")
         else:
-            comparison_figures(summarize(results), comparison, out)
+            comparison_figures(summary, comparison, out)
     return results
 
 

@@ -38,14 +38,14 @@ def plot_scores(results, ax=None):
     return ax
 
 
-def plot_data_efficiency(results, path=None):
+def plot_data_efficiency(summary, path=None):
     """OOD (solid) and ID (dashed) probe score against the number of ID
     training images, mean ± std over seeds, one line per method.
 
     Parameters
     ----------
-    results : DataFrame
-        As returned by :func:`~compgen_sk.compare.run_comparison` with
+    summary : DataFrame
+        :func:`~compgen_sk.compare.summarize` of a comparison run with
         ``n_train``.
     path : str or Path or None, default=None
         Where to save the figure.
@@ -56,16 +56,18 @@ def plot_data_efficiency(results, path=None):
     """
     fig = Figure(figsize=(6.5, 4))
     ax = fig.subplots()
-    grouped = results.groupby(["method", "n_train"], sort=False)
-    mean, std = grouped.mean(numeric_only=True), grouped.std(ddof=0, numeric_only=True)
-    for method in results["method"].unique():
-        m, sd = mean.loc[method], std.loc[method].fillna(0)
+    for method, rows in summary.groupby("method", sort=False):
         line = ax.errorbar(
-            m.index, m["ood_score"], yerr=sd["ood_score"], capsize=3, label=method
+            rows["n_train"],
+            rows["ood_score"],
+            yerr=rows["ood_score_std"],
+            capsize=3,
+            label=method,
         )
-        ax.plot(m.index, m["id_score"], "--", color=line[0].get_color(), alpha=0.5)
+        color = line[0].get_color()
+        ax.plot(rows["n_train"], rows["id_score"], "--", color=color, alpha=0.5)
     ax.set_xscale("log")
-    sizes = sorted(results["n_train"].unique())
+    sizes = sorted(summary["n_train"].unique())
     ax.set_xticks(sizes, [str(n) for n in sizes])
     ax.minorticks_off()
     ax.set_xlabel("ID training images")

@@ -369,7 +369,6 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         self.n_iter_ = len(self.loss_curve_)
         self.converged_ = self.n_iter_ < self._max_epochs()
         self._warn_if_not_converged()
-        return best_net
 
     def _max_epochs(self):
         return self.max_epochs
