@@ -28,37 +28,94 @@ def is_categorical(series):
     )
 
 
-def _numeric_block(series):
-    """A float block for one concept: one-hot for categorical, the value otherwise."""
-    if is_categorical(series):
-        codes = pd.Categorical(series).codes
-        n_categories = int(codes.max()) + 1 if len(codes) else 0
-        if isinstance(series.dtype, pd.CategoricalDtype):
-            n_categories = len(series.cat.categories)
-        return np.eye(n_categories, dtype=np.float32)[codes]
-    return series.to_numpy(dtype=np.float32)[:, None]
+def column_categories(series):
+    """The categories of a categorical concept column (all declared categories
+    of a pandas categorical, else its sorted distinct values); None for a
+    continuous column."""
+    if not is_categorical(series):
+        return None
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return list(series.cat.categories)
+    return list(pd.Categorical(series).categories)
 
 
-def slot_targets(y, n_slots):
+def _numeric_block(series, categories):
+    """A float block for one concept: one-hot over ``categories`` for a
+    categorical concept, the value for a continuous one (``categories=None``)."""
+    if categories is None:
+        if not pd.api.types.is_numeric_dtype(series) or isinstance(
+            series.dtype, pd.CategoricalDtype
+        ):
+            raise ValueError(
+                f"Concept column {series.name!r} was continuous at fit, but y gives "
+                "it non-numeric values."
+            )
+        return series.to_numpy(dtype=np.float32)[:, None]
+    codes = pd.Categorical(series, categories=categories).codes
+    if (codes < 0).any():
+        unseen = sorted({str(v) for v in series[codes < 0]})
+        raise ValueError(
+            f"Concept column {series.name!r} has categories {unseen[:5]} that were "
+            f"not seen at fit (known: {[str(c) for c in categories][:10]})."
+        )
+    return np.eye(len(categories), dtype=np.float32)[codes]
+
+
+def slot_targets(y, n_slots, categories=None):
     """Numeric per-slot targets (n, K, m) from latents or a concept table.
 
     ``y`` is an array (n, K, m), an array (n, K * m) cut into ``n_slots`` equal
     parts, or a DataFrame whose columns ``"<slot>_<concept>"`` are grouped by slot
     (categorical concepts one-hot encoded, slots zero-padded to a common width).
+
+    ``categories`` fixes the encoding of a concept table: a dict column ->
+    categories (None for a continuous column), as returned at fit; y must then
+    have exactly those columns, and a category outside them raises. None
+    derives it from ``y``.
+
+    Returns
+    -------
+    targets : ndarray of shape (n, K, m), float32
+    categories : dict or None
+        The encoding used (None for arrays).
     """
     if isinstance(y, pd.DataFrame):
         if y.isna().to_numpy().any():
             raise ValueError("y contains missing values (NaN).")
-        groups = group_columns(y.columns)
+        columns = [str(c) for c in y.columns]
+        if categories is None:
+            categories = {
+                name: column_categories(y.iloc[:, j]) for j, name in enumerate(columns)
+            }
+        elif columns != list(categories):
+            raise ValueError(
+                f"y has the concept columns {columns}, but the estimator was fitted "
+                f"on {list(categories)}."
+            )
+        groups = group_columns(columns)
         blocks = [
-            np.concatenate([_numeric_block(y.iloc[:, j]) for j in cols], axis=1)
+            np.concatenate(
+                [_numeric_block(y.iloc[:, j], categories[columns[j]]) for j in cols],
+                axis=1,
+            )
             for cols in groups.values()
         ]
         width = max(b.shape[1] for b in blocks)
         padded = [np.pad(b, ((0, 0), (0, width - b.shape[1]))) for b in blocks]
         targets = np.stack(padded, axis=1)
     else:
-        targets = np.asarray(y, dtype=np.float32)
+        if categories is not None:
+            raise ValueError(
+                "The estimator was fitted on a concept table; y must be a "
+                f"DataFrame with the columns {list(categories)}."
+            )
+        targets = np.asarray(y)
+        if targets.dtype.kind not in "biuf":
+            raise ValueError(
+                f"y must hold numbers (latents) or be a concept table; got an "
+                f"array of dtype {targets.dtype}."
+            )
+        targets = targets.astype(np.float32)
         if targets.ndim == 2:
             if targets.shape[1] % n_slots:
                 raise ValueError(
@@ -78,4 +135,4 @@ def slot_targets(y, n_slots):
         )
     if not np.isfinite(targets).all():
         raise ValueError("y contains NaN or infinity.")
-    return targets.astype(np.float32)
+    return targets.astype(np.float32), categories

@@ -18,6 +18,9 @@ from sklearn.utils._param_validation import (
 
 __all__ = ["HeldOutCombinations", "train_test_split_combinations"]
 
+# Draws that may repeat an earlier split before a new one counts as impossible.
+_MAX_DRAWS = 100
+
 
 def _concept_codes(groups, n_samples):
     """Integer codes (n, n_concepts) of a concept table (DataFrame or 2-D array)."""
@@ -95,8 +98,10 @@ class HeldOutCombinations(GroupsConsumerMixin, BaseCrossValidator):
     combination if each of its concept values still occurs in the training part.
     So every test combination is absent from training while every single concept
     value in the test part was seen in training: compositional generalization by
-    construction. Splits are drawn independently, so test parts of different
-    splits may overlap (as in :class:`~sklearn.model_selection.ShuffleSplit`).
+    construction. Splits are drawn at random and are all distinct, though test
+    parts of different splits may overlap (as in
+    :class:`~sklearn.model_selection.ShuffleSplit`); where the combinations
+    admit fewer than ``n_splits`` distinct splits, ``split`` raises.
 
     Parameters
     ----------
@@ -159,8 +164,25 @@ class HeldOutCombinations(GroupsConsumerMixin, BaseCrossValidator):
         codes = _concept_codes(groups, n_samples)
         rng = check_random_state(self.random_state)
         indices = np.arange(n_samples)
+        # All splits are drawn before the first is yielded, so that too few
+        # distinct splits fail at once, not after some folds have trained.
+        masks, seen = [], set()
         for _ in range(self.n_splits):
-            is_test = _held_out_combinations(codes, self.test_size, rng)
+            for _ in range(_MAX_DRAWS):
+                is_test = _held_out_combinations(codes, self.test_size, rng)
+                key = np.packbits(is_test).tobytes()
+                if key not in seen:
+                    break
+            else:
+                raise ValueError(
+                    f"HeldOutCombinations found only {len(masks)} distinct splits "
+                    f"of these groups in {_MAX_DRAWS} draws, fewer than "
+                    f"n_splits={self.n_splits}: further splits would repeat folds. "
+                    f"Lower n_splits to at most {len(masks)}, or change test_size."
+                )
+            seen.add(key)
+            masks.append(is_test)
+        for is_test in masks:
             yield indices[~is_test], indices[is_test]
 
     def _iter_test_indices(self, X=None, y=None, groups=None):

@@ -74,6 +74,15 @@ class SlotProbe(BaseEstimator):
     readouts_ : dict
         Fitted readout per concept name.
     concept_names_ : list of str
+    concept_slots_ : ndarray of int
+        The true slot of each concept.
+    categorical_ : ndarray of bool
+        Whether each concept is categorical (scored by accuracy; a category not
+        seen at fit counts as an error) or continuous (scored by R²); fixed at
+        fit and used unchanged by ``score``, whatever the dtype of its ``y``.
+    target_shape_ : tuple or None
+        Shape of one sample of an array ``y`` at fit (``predict`` returns that
+        layout); None for a concept table.
     true_slot_names_ : list of str
     n_slots_ : int
     n_features_in_ : int
@@ -180,9 +189,10 @@ class SlotProbe(BaseEstimator):
             )
             for c in concepts
         }
-        self._concepts = [(c.name, c.slot, c.categorical) for c in concepts]
-        self._y_layout = _layout(y)
         self.concept_names_ = [c.name for c in concepts]
+        self.concept_slots_ = np.array([c.slot for c in concepts])
+        self.categorical_ = np.array([c.categorical for c in concepts])
+        self.target_shape_ = _target_shape(y)
         self.true_slot_names_ = true_slots
         return self
 
@@ -202,12 +212,13 @@ class SlotProbe(BaseEstimator):
         slots = self._slots(X, reset=False)
         columns = {
             name: self.readouts_[name].predict(slots[:, self.matching_[slot]])
-            for name, slot, _ in self._concepts
+            for name, slot in zip(self.concept_names_, self.concept_slots_)
         }
-        kind, shape = self._y_layout
-        if kind == "frame":
+        if self.target_shape_ is None:
             return pd.DataFrame(columns)
-        return np.stack(list(columns.values()), axis=1).reshape(len(slots), *shape)
+        return np.stack(list(columns.values()), axis=1).reshape(
+            len(slots), *self.target_shape_
+        )
 
     def score(self, X, y, sample_weight=None):
         """Mean over concepts of accuracy (categorical) or R² (continuous).
@@ -231,7 +242,19 @@ class SlotProbe(BaseEstimator):
                 f"y has concepts {names}, but the probe was fitted on "
                 f"{self.concept_names_}."
             )
+        for concept, categorical in zip(concepts, self.categorical_):
+            # The kind fixed at fit, whatever the dtype of the y scored now.
+            concept.categorical = bool(categorical)
+            if not categorical and concept.values.dtype.kind not in "biuf":
+                raise ValueError(
+                    f"Concept {concept.name!r} was continuous at fit, but y gives it "
+                    "non-numeric values."
+                )
         slots = self._slots(X, reset=False)
+        if len(concepts[0].values) != len(slots):
+            raise ValueError(
+                f"y has {len(concepts[0].values)} samples but X has {len(slots)}."
+            )
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, slots)
         scores = [
@@ -252,7 +275,8 @@ class SlotProbe(BaseEstimator):
         return tags
 
 
-def _layout(y):
+def _target_shape(y):
+    """None for a concept table; the shape of one sample for an array."""
     if isinstance(y, pd.DataFrame | pd.Series):
-        return "frame", None
-    return "array", np.asarray(y).shape[1:]
+        return None
+    return np.asarray(y).shape[1:]

@@ -16,14 +16,23 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._available_if import available_if
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import (
     _check_feature_names,
     check_array,
     check_is_fitted,
 )
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping, GradientNormClipping, LRScheduler
+from skorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    GradientNormClipping,
+    LRScheduler,
+)
 from skorch.dataset import ValidSplit
 from torch import nn
 
@@ -59,6 +68,10 @@ _MAX_GRAD_NORM = 10.0
 # fraction per epoch, on average over the last _CONVERGENCE_WINDOW epochs, warns.
 _FAST_DECREASE = 0.01
 _CONVERGENCE_WINDOW = 5
+# Largest magnitude the networks can represent: they compute in float32.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Channel counts that make a last axis look like the channels of images.
+_CHANNEL_COUNTS = (1, 3, 4)
 # A fit whose training R² (1 - standardized training loss) is below this warns.
 MIN_TRAINING_R2 = 0.9
 
@@ -69,6 +82,48 @@ def _silent(*args, **kwargs):
 
 def _positive_int(low=1):
     return [Interval(Integral, low, None, closed="left")]
+
+
+def _warn_if_channels_last(sample_shape):
+    """Warn when images (C, H, W) look like channels-last images (H, W, C)."""
+    if len(sample_shape) != 3:
+        return
+    channels, _, last = sample_shape
+    if last in _CHANNEL_COUNTS and channels not in _CHANNEL_COUNTS:
+        warnings.warn(
+            f"X has images of shape (C, H, W) = {sample_shape}: {channels} channels "
+            f"of {sample_shape[1]} x {last} pixels. If they are channels-last "
+            f"images (H, W, C), pass X.transpose(0, 3, 1, 2); the estimators "
+            "expect (n_samples, channels, height, width).",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _check_user_backbone(backbone, input_shape):
+    """One dry forward of a user's encoder module on two zero samples, so that a
+    module that does not fit X fails before training, with a clear message."""
+    try:
+        param = next(backbone.parameters(), None)
+        device = param.device if param is not None else "cpu"
+        was_training = backbone.training
+        backbone.eval()
+        with torch.no_grad():
+            out = backbone(torch.zeros((2, *input_shape), device=device))
+        backbone.train(was_training)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise ValueError(
+            f"The encoder module {type(backbone).__name__} does not accept samples "
+            f"of shape {tuple(input_shape)} (the shape of X without its first "
+            f"axis): {exc}"
+        ) from exc
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out)
+        raise ValueError(
+            f"The encoder module {type(backbone).__name__} must map samples of "
+            f"shape (n, {', '.join(map(str, input_shape))}) to features (n, "
+            f"n_features); it returns {shape}."
+        )
 
 
 class SlotEstimatorBase(TransformerMixin, BaseEstimator):
@@ -132,8 +187,16 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                 f"X must be vectors (n_samples, n_features) or images "
                 f"(n_samples, channels, height, width); got shape {X.shape}."
             )
+        if X.dtype == np.float64:
+            largest = float(np.abs(X).max())
+            if largest > _FLOAT32_MAX:
+                raise ValueError(
+                    f"X has values up to {largest:.3g}, beyond the float32 range "
+                    f"(±{_FLOAT32_MAX:.3g}) that the networks compute in; rescale X."
+                )
         shape = tuple(X.shape[1:])
         if reset:
+            _warn_if_channels_last(shape)
             self.input_shape_ = shape
             self.n_features_in_ = math.prod(shape)
         elif shape != self.input_shape_:
@@ -147,6 +210,66 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                 f"fitted on samples of shape {self.input_shape_}."
             )
         return X
+
+    def _check_training_params(self):
+        """Checks of the training parameters that their declared constraints
+        cannot express: optimizer classes and callbacks. Run by ``fit`` before
+        any work."""
+        optimizer = self.optimizer
+        if not isinstance(optimizer, str) and not issubclass(
+            optimizer, torch.optim.Optimizer
+        ):
+            raise ValueError(
+                f"optimizer must be one of {sorted(OPTIMIZERS)} or a subclass of "
+                f"torch.optim.Optimizer; got {optimizer!r}."
+            )
+        validated = bool(getattr(self, "validation_fraction", None))
+        for item in self.callbacks or []:
+            callback = item
+            if isinstance(item, tuple):
+                if len(item) != 2 or not isinstance(item[0], str):
+                    raise ValueError(
+                        "callbacks must hold skorch callbacks or (name, callback) "
+                        f"pairs; got the tuple {item!r}."
+                    )
+                callback = item[1]
+            if not (
+                isinstance(callback, Callback)
+                or (isinstance(callback, type) and issubclass(callback, Callback))
+            ):
+                raise ValueError(
+                    "callbacks must hold skorch callbacks (instances of "
+                    "skorch.callbacks.Callback, e.g. ProgressBar()) or (name, "
+                    f"callback) pairs; got {callback!r}."
+                )
+            monitor = getattr(callback, "monitor", None)
+            watches_validation = isinstance(monitor, str) and monitor.startswith(
+                "valid"
+            )
+            if watches_validation and not validated:
+                advice = (
+                    "set validation_fraction (e.g. 0.1) or "
+                    if hasattr(self, "validation_fraction")
+                    else ""
+                )
+                raise ValueError(
+                    f"The callback {type(callback).__name__} monitors {monitor!r}, "
+                    f"but {type(self).__name__} holds out no validation data: "
+                    f"{advice}monitor 'train_loss' instead."
+                )
+
+    def _check_search_params(self):
+        """Validate the search parameters where they act (``transform``), with
+        the messages of ``fit``: ``set_params`` on a fitted estimator skips
+        ``fit``'s validation."""
+        names = [
+            n for n in self._search_constraints if n in self._parameter_constraints
+        ]
+        validate_parameter_constraints(
+            {n: self._parameter_constraints[n] for n in names},
+            {n: getattr(self, n) for n in names},
+            caller_name=type(self).__name__,
+        )
 
     def _validate_slots(self, Z):
         """Check slot arrays (n, K * d) or (n, K, d) against the fitted encoder."""
@@ -223,6 +346,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         params = dict(self.encoder_params or {})
         if isinstance(self.encoder, nn.Module):
             backbone = copy.deepcopy(self.encoder)
+            _check_user_backbone(backbone, input_shape)
         else:
             kind = self.encoder
             if kind == "auto":
@@ -534,6 +658,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         slots : ndarray of shape (n_samples, n_slots * slot_dim), float32
         """
         check_is_fitted(self)
+        self._check_search_params()
         X = self._validate_X(X, reset=False)
         steps = getattr(self, "search_steps", 0)
         if not steps:

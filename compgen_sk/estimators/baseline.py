@@ -68,6 +68,11 @@ default="adamw"
         The fitted net; ``net_.module_.encoder`` is the encoder.
     target_mean_, target_scale_ : ndarray of shape (K, m)
         Standardization of the supervised targets (``"supervised"`` only).
+    concept_categories_ : dict or None
+        The encoding of a concept table ``y`` fixed at fit (``"supervised"``
+        only): column -> its categories (one-hot encoded), or None for a
+        continuous column; None when ``y`` was an array. ``score`` encodes
+        its ``y`` the same way and raises on a category not seen at fit.
     n_iter_ : int
         Epochs run by the kept fit.
     loss_curve_ : list of float
@@ -168,6 +173,7 @@ default="adamw"
         -------
         self : EncoderBaseline
         """
+        self._check_training_params()
         X = self._validate_X(X, reset=True)
         self._set_data_scaling(X)
         targets = None
@@ -201,7 +207,10 @@ default="adamw"
                 "objective='supervised' requires y: ground-truth latents (n, K, m) or "
                 "a concept table."
             )
-        targets = slot_targets(y, self.n_slots)
+        if reset:
+            targets, self.concept_categories_ = slot_targets(y, self.n_slots)
+        else:
+            targets, _ = slot_targets(y, self.n_slots, self.concept_categories_)
         if len(targets) != len(X):
             raise ValueError(f"y has {len(targets)} samples but X has {len(X)}.")
         if reset:
@@ -233,7 +242,8 @@ default="adamw"
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
         y : array-like or DataFrame, default=None
-            Required for ``objective="supervised"``.
+            Required for ``objective="supervised"``: targets in the layout given
+            to ``fit``, encoded as at fit (a category not seen at fit raises).
         sample_weight : array-like of shape (n_samples,) or None, default=None
 
         Returns
@@ -247,9 +257,10 @@ default="adamw"
         targets = self._standardize_targets(X, y, reset=False)
         predictions = self._map_array(self.net_.module_, X, targets.shape[1:])
         n = len(targets)
+        # In float64: float32 sums would give constant columns a spurious variance.
         return r2_score(
-            targets.reshape(n, -1),
-            predictions.reshape(n, -1),
+            targets.reshape(n, -1).astype(np.float64),
+            predictions.reshape(n, -1).astype(np.float64),
             sample_weight=sample_weight,
             multioutput="variance_weighted",
         )

@@ -235,6 +235,7 @@ default="adamw"
         -------
         self : GenerativeInverter
         """
+        self._check_training_params()
         X = self._validate_X(X, reset=True)
         self._set_data_scaling(X)
 

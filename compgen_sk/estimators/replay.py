@@ -220,6 +220,7 @@ default="adamw"
         -------
         self : ReplayEncoder
         """
+        self._check_training_params()
         X = self._validate_X(X, reset=True)
         generator = self._fitted_generator(X)
         self.generator_ = generator
