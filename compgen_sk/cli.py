@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
@@ -22,6 +23,28 @@ def _int_at_least(low, name):
         return value
 
     return parse
+
+
+def _positive_float(text):
+    """An argparse type for finite numbers > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _nonzero_int(text):
+    """An argparse type for integers other than 0 (joblib's n_jobs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a nonzero integer, got {text!r}")
+    return value
 
 
 _positive_int = _int_at_least(1, "a positive integer")
@@ -77,7 +100,9 @@ def build_parser():
     )
     compare.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
     compare.add_argument("--slot-dim", type=_positive_int, default=defaults.slot_dim)
-    compare.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
+    compare.add_argument(
+        "--lr", type=_positive_float, default=defaults.lr, help="learning rate"
+    )
     compare.add_argument(
         "--search-steps", type=_non_negative_int, default=defaults.search_steps
     )
@@ -107,7 +132,7 @@ def build_parser():
     )
     compare.add_argument("--out", default="compgen_results", help="output folder")
     compare.add_argument(
-        "--n-jobs", type=int, default=None, help="threads reading PUG images"
+        "--n-jobs", type=_nonzero_int, default=None, help="threads reading PUG images"
     )
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
@@ -141,7 +166,7 @@ def main(argv=None):
         results = run_comparison(
             settings, out=args.out, log=lambda line: print(line, flush=True)
         )
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
         print(f"compgen-sk compare: error: {exc}", file=sys.stderr)
         return 2
     print()

@@ -9,9 +9,12 @@ concepts (METHOD.md §5). Every method is evaluated the same way.
 
 from __future__ import annotations
 
+import math
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field, replace
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from skorch.callbacks import ProgressBar
 
+from ._device import resolve_device
 from .datasets import load_pug, make_additive, make_digit_compositions, make_sprites
 from .estimators import EncoderBaseline, GenerativeInverter, ReplayEncoder
 from .probe import SlotProbe
@@ -90,6 +94,85 @@ class Settings:
     data_dir: str | None = None
     progress: bool = True
     extra: dict = field(default_factory=dict)
+
+
+PROBES = ("mlp", "linear")
+
+
+def _is_int(value, low):
+    return isinstance(value, Integral) and not isinstance(value, bool) and value >= low
+
+
+def check_settings(settings, out=None):
+    """Check every setting and the output folder before any data or training.
+
+    Raises ValueError naming the first bad setting; creates ``out`` (when
+    given) and makes sure that files can be written there, so that a run never
+    fails after its training.
+
+    Parameters
+    ----------
+    settings : Settings
+    out : str, Path or None
+    """
+    s = settings
+    if s.dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {s.dataset!r}.")
+    unknown = [m for m in s.methods if m not in METHODS]
+    if unknown or not s.methods:
+        raise ValueError(
+            f"Unknown methods {unknown}; use any of {list(METHODS)}."
+            if unknown
+            else f"No methods given; use any of {list(METHODS)}."
+        )
+    for name, low in (("n_samples", 1), ("epochs", 1), ("slot_dim", 1)):
+        if not _is_int(getattr(s, name), low):
+            raise ValueError(
+                f"{name} must be an integer >= {low}, got {getattr(s, name)!r}."
+            )
+    if not _is_int(s.search_steps, 0):
+        raise ValueError(
+            f"search_steps must be an integer >= 0, got {s.search_steps!r}."
+        )
+    if s.image_size is not None and not _is_int(s.image_size, 1):
+        raise ValueError(
+            f"image_size must be a positive integer or None, got {s.image_size!r}."
+        )
+    if not (isinstance(s.lr, Real) and math.isfinite(s.lr) and s.lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {s.lr!r}.")
+    if s.probe not in PROBES:
+        raise ValueError(f"probe must be one of {PROBES}, got {s.probe!r}.")
+    if not s.seeds or not all(_is_int(seed, 0) for seed in s.seeds):
+        raise ValueError(f"seeds must be one or more integers >= 0, got {s.seeds!r}.")
+    if s.n_train is not None and (
+        not s.n_train or not all(_is_int(n, 1) for n in s.n_train)
+    ):
+        raise ValueError(
+            f"n_train must be positive integers or None, got {s.n_train!r}."
+        )
+    if s.n_jobs is not None and (not _is_int(abs(s.n_jobs), 1)):
+        raise ValueError(f"n_jobs must be a nonzero integer or None, got {s.n_jobs!r}.")
+    resolve_device(s.device)
+    if s.dataset == "pug":
+        if s.data_dir is None:
+            raise ValueError("dataset 'pug' needs --data-dir, a local copy of PUG.")
+        if not Path(s.data_dir).is_dir():
+            raise ValueError(f"data_dir {str(s.data_dir)!r} is not an existing folder.")
+    if out is not None:
+        _check_writable(Path(out))
+
+
+def _check_writable(out):
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"The output folder {str(out)!r} is an existing file.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise ValueError(
+            f"Cannot write to the output folder {str(out)!r}: {exc.strerror or exc}."
+        ) from exc
 
 
 @dataclass
@@ -285,14 +368,27 @@ def evaluate(settings, split, estimator, seed):
     estimator.set_params(verbose=0)
     probe = SlotProbe(settings.probe, random_state=seed)
     probe.fit(slots_train, split.y_train)
-    return {
+    has_decoder = estimator._has_decoder()
+    scores = {
         "id_score": probe.score(slots_test, split.y_test),
         "ood_score": probe.score(slots_ood, split.y_ood),
         "transform_ms_per_image": 1000 * per_image,
+        # Not applicable (NaN, an empty cell in results.csv) without a decoder.
         "ood_reconstruction_r2": (
-            estimator.score(split.X_ood) if estimator._has_decoder() else np.nan
+            estimator.score(split.X_ood) if has_decoder else np.nan
         ),
     }
+    bad = {
+        name: value
+        for name, value in scores.items()
+        if not math.isfinite(value) and (has_decoder or name != "ood_reconstruction_r2")
+    }
+    if bad:
+        raise ValueError(
+            f"{type(estimator).__name__} gave non-finite results {bad}; nothing was "
+            "written. Lower the learning rate (--lr) or check the data."
+        )
+    return scores
 
 
 def run_comparison(settings=None, out=None, log=print, **overrides):
@@ -332,9 +428,7 @@ def run_comparison(settings=None, out=None, log=print, **overrides):
     [['encoder-autoencoder', 0], ['encoder-autoencoder', 1]]
     """
     settings = Settings(**{**(vars(settings) if settings else {}), **overrides})
-    unknown = [m for m in settings.methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"Unknown methods {unknown}; use any of {list(METHODS)}.")
+    check_settings(settings, out)
     log = log or (lambda *args: None)
     rows, comparison = [], None
     for seed in settings.seeds:

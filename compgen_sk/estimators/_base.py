@@ -36,6 +36,7 @@ from skorch.callbacks import (
 from skorch.dataset import ValidSplit
 from torch import nn
 
+from .._device import resolve_device
 from ..inversion import search_latents
 from ..metrics import reconstruction_r2
 from ..modules import (
@@ -292,19 +293,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------ torch set-up
 
     def _device(self):
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(
-                f"device={self.device!r} is not a torch device; use e.g. 'cpu' or "
-                "'cuda'."
-            ) from exc
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(
-                f"device={self.device!r} was requested, but CUDA is not available on "
-                "this machine; use device='cpu'."
-            )
-        return device
+        return resolve_device(self.device)
 
     @contextlib.contextmanager
     def _seeded(self, seed=None):
