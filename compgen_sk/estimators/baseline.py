@@ -180,21 +180,23 @@ default="adamw"
         if self.objective == "supervised":
             targets = self._standardize_targets(X, y, reset=True)
 
-        def make_net():
-            encoder = self._build_encoder(X.shape[1:], self.n_slots, self.slot_dim)
-            if self.objective == "supervised":
-                module = SlotRegressor(encoder, targets.shape[2])
-                return self._make_net(module, max_epochs=self.max_epochs)
-            decoder = self._build_decoder("mlp", X.shape[1:])
-            return self._make_net(
-                SlotAutoencoder(encoder, decoder),
-                net_class=SlotAutoencoderNet,
-                max_epochs=self.max_epochs,
-                reconstruction_scale=self.data_scale_,
-            )
-
-        self._fit_restarts(make_net, X, targets)
+        self._fit_restarts(self._new_net, X, targets)
         return self
+
+    def _new_net(self):
+        """A fresh, unfitted net for the fitted input shape (and targets)."""
+        shape = self.input_shape_
+        encoder = self._build_encoder(shape, self.n_slots, self.slot_dim)
+        if self.objective == "supervised":
+            module = SlotRegressor(encoder, self.target_mean_.shape[1])
+            return self._make_net(module, max_epochs=self.max_epochs)
+        decoder = self._build_decoder("mlp", shape)
+        return self._make_net(
+            SlotAutoencoder(encoder, decoder),
+            net_class=SlotAutoencoderNet,
+            max_epochs=self.max_epochs,
+            reconstruction_scale=self.data_scale_,
+        )
 
     def _training_r2(self):
         if self.objective == "supervised":  # targets are standardized per column

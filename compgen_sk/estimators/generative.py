@@ -239,27 +239,27 @@ default="adamw"
         X = self._validate_X(X, reset=True)
         self._set_data_scaling(X)
 
-        def make_net():
-            encoder = self._build_encoder(
-                X.shape[1:], self.n_slots, self.slot_dim, vae=self.vae
-            )
-            decoder = self._build_decoder(self.decoder, X.shape[1:])
-            return self._make_net(
-                SlotAutoencoder(encoder, decoder),
-                net_class=SlotAutoencoderNet,
-                max_epochs=self.max_epochs,
-                reconstruction_scale=self.data_scale_,
-                beta=self.beta,
-                interaction_weight=self.interaction_weight,
-                consistency_weight=self.consistency_weight,
-                consistency_warmup=self.consistency_warmup,
-                recombination="pool"
-                if (self.decoder_params or {}).get("shared")
-                else "shuffle",
-            )
-
-        self._fit_restarts(make_net, X)
+        self._fit_restarts(self._new_net, X)
         return self
+
+    def _new_net(self):
+        """A fresh, unfitted net for the fitted input shape and data scale."""
+        shape = self.input_shape_
+        encoder = self._build_encoder(shape, self.n_slots, self.slot_dim, vae=self.vae)
+        decoder = self._build_decoder(self.decoder, shape)
+        return self._make_net(
+            SlotAutoencoder(encoder, decoder),
+            net_class=SlotAutoencoderNet,
+            max_epochs=self.max_epochs,
+            reconstruction_scale=self.data_scale_,
+            beta=self.beta,
+            interaction_weight=self.interaction_weight,
+            consistency_weight=self.consistency_weight,
+            consistency_warmup=self.consistency_warmup,
+            recombination="pool"
+            if (self.decoder_params or {}).get("shared")
+            else "shuffle",
+        )
 
     def _encoder(self):
         return self.net_.module_.encoder

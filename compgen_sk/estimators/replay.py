@@ -237,22 +237,26 @@ default="adamw"
             self.n_replay or len(X),
             self.sampler,
         )
-
-        def make_net():
-            if self.warm_start_encoder:
-                encoder = copy.deepcopy(source.encoder)
-            else:
-                encoder = self._build_encoder(X.shape[1:], bank.shape[1], bank.shape[2])
-            return self._make_net(
-                encoder,
-                criterion=MatchedSlotLoss if self.sampler == "pool" else nn.MSELoss,
-                max_epochs=self.replay_epochs,
-                iterator_train=StreamLoader,
-                train_split=None,
-            )
-
-        self._fit_restarts(make_net, stream)
+        self._fit_restarts(self._new_net, stream)
         return self
+
+    def _new_net(self):
+        """A fresh, unfitted net: an encoder with the generator's slot shape
+        (or a copy of the generator's encoder)."""
+        source = self.generator_._encoder()
+        if self.warm_start_encoder:
+            encoder = copy.deepcopy(source)
+        else:
+            encoder = self._build_encoder(
+                self.input_shape_, source.n_slots, source.slot_dim
+            )
+        return self._make_net(
+            encoder,
+            criterion=MatchedSlotLoss if self.sampler == "pool" else nn.MSELoss,
+            max_epochs=self.replay_epochs,
+            iterator_train=StreamLoader,
+            train_split=None,
+        )
 
     def _max_epochs(self):
         return self.replay_epochs
