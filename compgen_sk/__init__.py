@@ -7,11 +7,20 @@ know their in-domain / out-of-domain split and tools to score generalization to
 held-out slot combinations.
 """
 
-from .estimators import EncoderBaseline, GenerativeInverter, ReplayEncoder
-from .model_selection import HeldOutCombinations, train_test_split_combinations
-from .probe import SlotProbe
-
 __version__ = "0.1.0"
+
+from .estimators import (
+    EncoderBaseline,
+    GenerativeInverter,
+    ReplayEncoder,
+    load,
+    save,
+)
+from .model_selection import (
+    HeldOutCombinations,
+    train_test_split_combinations,
+)
+from .probe import SlotProbe
 
 __all__ = [
     "EncoderBaseline",
@@ -20,5 +29,7 @@ __all__ = [
     "ReplayEncoder",
     "SlotProbe",
     "__version__",
+    "load",
+    "save",
     "train_test_split_combinations",
 ]

@@ -96,7 +96,9 @@ default="adamw"
         before use.
     random_state : int, RandomState instance or None, default=None
         Seeds initialization, shuffling, VAE sampling and recombination; the same
-        int on CPU gives the same result.
+        int on CPU gives the same result. Torch's global generators are never
+        touched; None draws a seed from NumPy's global generator, as
+        scikit-learn does.
     verbose : int, default=0
         Print skorch's epoch log and a search progress bar when > 0.
 

@@ -1,0 +1,1130 @@
+"""Reliability: bad inputs and faults give clear errors, never silent wrong answers.
+
+Each case names the error type and a phrase that its message must contain,
+grouped by what the user got wrong: X, y and concept tables, parameters,
+estimator state, persistence, the command line, data sets and splitters. Then
+the guarantees that hold for every call: nothing a user passes is modified and
+no global random generator is touched.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse
+import torch
+from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import InvalidParameterError
+from skorch.callbacks import Checkpoint, EarlyStopping, ProgressBar
+
+from compgen_sk import (
+    EncoderBaseline,
+    GenerativeInverter,
+    HeldOutCombinations,
+    ReplayEncoder,
+    SlotProbe,
+    load,
+    save,
+    train_test_split_combinations,
+)
+from compgen_sk.cli import main
+from compgen_sk.compare import run_comparison
+from compgen_sk.datasets import (
+    load_pug,
+    make_additive,
+    make_digit_compositions,
+    make_sprites,
+)
+from compgen_sk.metrics import reconstruction_r2, slot_identifiability_score
+
+TINY = dict(n_slots=2, slot_dim=2, max_epochs=1, batch_size=32, random_state=0)
+
+
+@functools.cache
+def vectors():
+    X, z = make_additive(60, n_slots=2, return_X_y=True, random_state=0)
+    X.setflags(write=False)
+    z.setflags(write=False)
+    return X, z
+
+
+@functools.cache
+def images():
+    bunch = make_sprites(60, image_size=12, random_state=0)
+    return bunch.images, bunch.concepts
+
+
+def quiet(fit):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit()
+
+
+@functools.cache
+def inverter():
+    X, _ = vectors()
+    return quiet(lambda: GenerativeInverter(**TINY, search_steps=2).fit(X))
+
+
+@functools.cache
+def supervised():
+    X, concepts = images()
+    model = EncoderBaseline(**TINY, objective="supervised")
+    return quiet(lambda: model.fit(X, concepts))
+
+
+@functools.cache
+def probe():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, size=(90, 2))
+    slots = np.concatenate([np.eye(3)[labels[:, 0]], np.eye(3)[labels[:, 1]]], axis=1)
+    return SlotProbe(readout="linear", random_state=0).fit(slots, labels), slots, labels
+
+
+def fresh(**params):
+    return GenerativeInverter(**{**TINY, "search_steps": 2, **params})
+
+
+@dataclass
+class Case:
+    id: str
+    call: Callable
+    error: type
+    match: str
+
+
+def case(id, call, error, match):
+    return pytest.param(Case(id, call, error, match), id=id)
+
+
+def fit_vectors(**params):
+    X, _ = vectors()
+    return lambda: fresh(**params).fit(X)
+
+
+def fit_with_X(X, **params):
+    return lambda: fresh(**params).fit(X)
+
+
+def transform_after(**params):
+    X, _ = vectors()
+    return lambda: (
+        pickle.loads(pickle.dumps(inverter())).set_params(**params).transform(X)
+    )
+
+
+def supervised_score(y):
+    X, _ = images()
+    return lambda: supervised().score(X[: len(y)], y)
+
+
+def nan_at(array, index):
+    array = np.array(array, dtype=np.float64)
+    array[index] = np.nan
+    return array
+
+
+def concepts_with(**changes):
+    _, concepts = images()
+    frame = concepts.copy()
+    for column, values in changes.items():
+        frame[column] = values
+    return frame
+
+
+X_CASES = [
+    case("X-3d", fit_with_X(np.zeros((10, 3, 4))), ValueError, "vectors"),
+    case("X-1d", fit_with_X(np.zeros(10)), ValueError, "2D array"),
+    case("X-nan", fit_with_X(nan_at(vectors()[0], (0, 0))), ValueError, "NaN"),
+    case(
+        "X-inf",
+        fit_with_X(np.where(np.eye(60, 64) > 0, np.inf, vectors()[0])),
+        ValueError,
+        "infinity",
+    ),
+    case("X-empty", fit_with_X(np.zeros((0, 4))), ValueError, "0 sample"),
+    case("X-strings", fit_with_X(np.array([["a", "b"]] * 5)), ValueError, "convert"),
+    case("X-complex", fit_with_X(np.ones((5, 4), complex)), ValueError, "Complex"),
+    case(
+        "X-beyond-float32",
+        fit_with_X(vectors()[0].astype(np.float64) * 1e300),
+        ValueError,
+        "float32 range",
+    ),
+    case(
+        "X-sparse",
+        fit_with_X(scipy.sparse.random(20, 8, density=0.5, random_state=0)),
+        TypeError,
+        "dense data is required",
+    ),
+    case(
+        "X-transform-features",
+        lambda: inverter().transform(np.zeros((3, 15))),
+        ValueError,
+        "X has 15 features",
+    ),
+    case(
+        "X-transform-images-on-vectors",
+        lambda: inverter().transform(np.zeros((3, 1, 8, 8))),
+        ValueError,
+        "fitted on samples of shape",
+    ),
+    case(
+        "X-transform-nan",
+        lambda: inverter().transform(nan_at(vectors()[0][:3], (1, 2))),
+        ValueError,
+        "NaN",
+    ),
+    case(
+        "X-column-names-changed",
+        lambda: _fit_frame_then_transform(),
+        ValueError,
+        "feature names",
+    ),
+    case(
+        "Z-wrong-shape",
+        lambda: inverter().inverse_transform(np.zeros((3, 5))),
+        ValueError,
+        "Z must have shape",
+    ),
+    case(
+        "Z-nan",
+        lambda: inverter().inverse_transform(nan_at(np.zeros((3, 4)), (0, 0))),
+        ValueError,
+        "NaN",
+    ),
+    case(
+        "render-slots-mlp-decoder",
+        lambda: quiet(fit_vectors(decoder="mlp")).render_slots(np.zeros((2, 4))),
+        ValueError,
+        "no per-slot renderings",
+    ),
+]
+
+
+def _fit_frame_then_transform():
+    X, _ = vectors()
+    frame = pd.DataFrame(X, columns=[f"pixel{i}" for i in range(X.shape[1])])
+    model = quiet(lambda: fresh().fit(frame))
+    return model.transform(frame.rename(columns={"pixel0": "other"}))
+
+
+Y_CASES = [
+    case(
+        "supervised-no-y",
+        lambda: EncoderBaseline(**TINY, objective="supervised").fit(vectors()[0]),
+        ValueError,
+        "requires y",
+    ),
+    case(
+        "supervised-y-slots",
+        lambda: EncoderBaseline(**{**TINY, "n_slots": 3}, objective="supervised").fit(
+            vectors()[0], vectors()[1][:, :2]
+        ),
+        ValueError,
+        "n_slots=3",
+    ),
+    case(
+        "supervised-y-length",
+        lambda: EncoderBaseline(**TINY, objective="supervised").fit(
+            vectors()[0], vectors()[1][:10]
+        ),
+        ValueError,
+        "10 samples",
+    ),
+    case(
+        "supervised-y-nan",
+        lambda: EncoderBaseline(**TINY, objective="supervised").fit(
+            vectors()[0], nan_at(vectors()[1], (0, 0, 0))
+        ),
+        ValueError,
+        "NaN",
+    ),
+    case(
+        "supervised-table-missing",
+        lambda: EncoderBaseline(**TINY, objective="supervised").fit(
+            images()[0], concepts_with(slot0_x=np.nan)
+        ),
+        ValueError,
+        "missing values",
+    ),
+    case(
+        "supervised-y-strings",
+        lambda: EncoderBaseline(**TINY, objective="supervised").fit(
+            vectors()[0], np.full((60, 2, 1), "a")
+        ),
+        ValueError,
+        "must hold numbers",
+    ),
+    case(
+        "supervised-y-4d",
+        lambda: EncoderBaseline(**TINY, objective="supervised").fit(
+            vectors()[0], np.zeros((60, 2, 1, 1))
+        ),
+        ValueError,
+        "must be latents",
+    ),
+    case(
+        "supervised-y-columns-indivisible",
+        lambda: EncoderBaseline(**TINY, objective="supervised").fit(
+            vectors()[0], np.zeros((60, 3))
+        ),
+        ValueError,
+        "does not divide",
+    ),
+    case(
+        "supervised-score-unseen-category",
+        supervised_score(concepts_with(slot0_shape="heart")),
+        ValueError,
+        "not seen at fit",
+    ),
+    case(
+        "supervised-score-other-columns",
+        supervised_score(concepts_with().drop(columns="slot1_hue")),
+        ValueError,
+        "concept columns",
+    ),
+    case(
+        "supervised-score-array-for-table",
+        supervised_score(np.zeros((60, 2, 5))),
+        ValueError,
+        "fitted on a concept table",
+    ),
+    case(
+        "supervised-score-strings-for-continuous",
+        supervised_score(concepts_with(slot0_x="left")),
+        ValueError,
+        "continuous at fit",
+    ),
+    case(
+        "probe-no-y",
+        lambda: SlotProbe().fit(np.zeros((10, 4)), None),
+        ValueError,
+        "requires y",
+    ),
+    case(
+        "probe-y-length",
+        lambda: SlotProbe().fit(np.zeros((10, 4)), np.zeros((9, 2))),
+        ValueError,
+        "9 samples",
+    ),
+    case(
+        "probe-too-few-slots",
+        lambda: SlotProbe(n_slots=1).fit(np.zeros((10, 4)), np.zeros((10, 2))),
+        ValueError,
+        "every true slot needs",
+    ),
+    case(
+        "probe-score-other-concepts",
+        lambda: probe()[0].score(probe()[1], probe()[2][:, :1]),
+        ValueError,
+        "has concepts",
+    ),
+    case(
+        "probe-score-y-length",
+        lambda: probe()[0].score(probe()[1], probe()[2][:50]),
+        ValueError,
+        "50 samples",
+    ),
+    case(
+        "probe-score-strings-for-continuous",
+        lambda: _continuous_probe().score(
+            np.zeros((20, 4)), np.full((20, 2), "a", dtype=object)
+        ),
+        ValueError,
+        "continuous at fit",
+    ),
+    case(
+        "probe-categorical-index",
+        lambda: SlotProbe(categorical=[5]).fit(np.zeros((10, 4)), np.zeros((10, 2))),
+        ValueError,
+        "latent indices",
+    ),
+    case(
+        "probe-y-nan",
+        lambda: SlotProbe().fit(np.zeros((10, 4)), nan_at(np.zeros((10, 2)), (0, 0))),
+        ValueError,
+        "NaN",
+    ),
+    case(
+        "probe-y-complex",
+        lambda: SlotProbe().fit(np.zeros((10, 4)), np.ones((10, 2), complex)),
+        ValueError,
+        "Complex",
+    ),
+    case(
+        "identifiability-slots-nan",
+        lambda: slot_identifiability_score(
+            np.zeros((10, 2, 1)), nan_at(np.zeros((10, 2, 2)), (0, 0, 0))
+        ),
+        ValueError,
+        "NaN",
+    ),
+    case(
+        "identifiability-flat-slots",
+        lambda: slot_identifiability_score(np.zeros((10, 2, 1)), np.zeros((10, 4))),
+        ValueError,
+        "pass n_slots",
+    ),
+    case(
+        "identifiability-indivisible",
+        lambda: slot_identifiability_score(
+            np.zeros((10, 2, 1)), np.zeros((10, 5)), n_slots=2
+        ),
+        ValueError,
+        "does not divide",
+    ),
+]
+
+
+def _continuous_probe():
+    rng = np.random.default_rng(0)
+    return SlotProbe(readout="linear").fit(
+        rng.normal(size=(20, 4)), rng.normal(size=(20, 2))
+    )
+
+
+PARAMETER_CASES = [
+    case("n_slots-0", fit_vectors(n_slots=0), InvalidParameterError, "n_slots"),
+    case(
+        "slot_dim-float", fit_vectors(slot_dim=1.5), InvalidParameterError, "slot_dim"
+    ),
+    case("lr-0", fit_vectors(lr=0), InvalidParameterError, "'lr'"),
+    case(
+        "batch_size-0", fit_vectors(batch_size=0), InvalidParameterError, "batch_size"
+    ),
+    case(
+        "max_epochs-0", fit_vectors(max_epochs=0), InvalidParameterError, "max_epochs"
+    ),
+    case(
+        "decoder-unknown", fit_vectors(decoder="cnn"), InvalidParameterError, "decoder"
+    ),
+    case(
+        "encoder-unknown", fit_vectors(encoder="vit"), InvalidParameterError, "encoder"
+    ),
+    case(
+        "optimizer-unknown",
+        fit_vectors(optimizer="lbfgs"),
+        InvalidParameterError,
+        "optimizer",
+    ),
+    case(
+        "optimizer-not-optimizer",
+        fit_vectors(optimizer=dict),
+        ValueError,
+        "subclass of torch.optim.Optimizer",
+    ),
+    case(
+        "optimizer_params-unknown",
+        fit_vectors(optimizer_params={"momentum_x": 1}),
+        ValueError,
+        "optimizer_params",
+    ),
+    case(
+        "decoder_params-unknown",
+        fit_vectors(decoder_params={"depth": 3}),
+        ValueError,
+        "decoder_params",
+    ),
+    case(
+        "encoder_params-unknown",
+        fit_vectors(encoder_params={"depth": 3}),
+        ValueError,
+        "encoder_params",
+    ),
+    case("callbacks-int", fit_vectors(callbacks=[42]), ValueError, "skorch callbacks"),
+    case(
+        "callbacks-string",
+        fit_vectors(callbacks=["progress"]),
+        ValueError,
+        "skorch callbacks",
+    ),
+    case(
+        "callbacks-bad-pair",
+        fit_vectors(callbacks=[("progress",)]),
+        ValueError,
+        "pairs",
+    ),
+    case(
+        "callbacks-not-list",
+        fit_vectors(callbacks=ProgressBar()),
+        InvalidParameterError,
+        "callbacks",
+    ),
+    case(
+        "early-stopping-without-validation",
+        fit_vectors(callbacks=[EarlyStopping()]),
+        ValueError,
+        "validation_fraction",
+    ),
+    case(
+        "checkpoint-without-validation",
+        fit_vectors(callbacks=[Checkpoint(dirname=os.devnull)]),
+        ValueError,
+        "valid_loss_best",
+    ),
+    case(
+        "replay-early-stopping",
+        lambda: ReplayEncoder(inverter(), callbacks=[EarlyStopping()]).fit(
+            vectors()[0]
+        ),
+        ValueError,
+        "holds out no validation data",
+    ),
+    case(
+        "validation_fraction-1.5",
+        fit_vectors(validation_fraction=1.5),
+        InvalidParameterError,
+        "validation_fraction",
+    ),
+    case(
+        "device-unknown", fit_vectors(device="gpu0"), ValueError, "not a torch device"
+    ),
+    case(
+        "device-cuda-missing",
+        fit_vectors(device="cuda"),
+        ValueError,
+        "CUDA is not available",
+    ),
+    case("n_init-0", fit_vectors(n_init=0), InvalidParameterError, "n_init"),
+    case("tol-negative", fit_vectors(tol=-1.0), InvalidParameterError, "tol"),
+    case("vae-string", fit_vectors(vae="yes"), InvalidParameterError, "vae"),
+    case(
+        "random_state-string",
+        fit_vectors(random_state="seed"),
+        InvalidParameterError,
+        "random_state",
+    ),
+    case(
+        "lr-huge-diverges",
+        fit_vectors(lr=1e6, max_epochs=3),
+        ValueError,
+        "diverged",
+    ),
+    case(
+        "user-encoder-wrong-input",
+        fit_vectors(encoder=torch.nn.Linear(7, 5)),
+        ValueError,
+        "does not accept samples of shape (64,)",
+    ),
+    case(
+        "user-encoder-3d-output",
+        fit_vectors(encoder=torch.nn.Unflatten(1, (8, 8))),
+        ValueError,
+        "to features (n, n_features)",
+    ),
+    case(
+        "replay-generator-wrong-type",
+        lambda: ReplayEncoder(EncoderBaseline()).fit(vectors()[0]),
+        InvalidParameterError,
+        "generator",
+    ),
+    case(
+        "replay-generator-other-shape",
+        lambda: ReplayEncoder(inverter()).fit(np.zeros((10, 8))),
+        ValueError,
+        "fitted generator expects",
+    ),
+    case(
+        "search_steps-negative-after-fit",
+        transform_after(search_steps=-1),
+        InvalidParameterError,
+        "search_steps",
+    ),
+    case(
+        "search_steps-float-after-fit",
+        transform_after(search_steps=2.5),
+        InvalidParameterError,
+        "search_steps",
+    ),
+    case(
+        "search_lr-negative-after-fit",
+        transform_after(search_lr=-1),
+        InvalidParameterError,
+        "search_lr",
+    ),
+    case(
+        "search_batch_size-0-after-fit",
+        transform_after(search_batch_size=0),
+        InvalidParameterError,
+        "search_batch_size",
+    ),
+    case(
+        "search_tol-negative-after-fit",
+        transform_after(search_tol=-1.0),
+        InvalidParameterError,
+        "search_tol",
+    ),
+]
+
+STATE_CASES = [
+    case(
+        "transform-unfitted",
+        lambda: GenerativeInverter().transform(np.zeros((2, 4))),
+        NotFittedError,
+        "not fitted",
+    ),
+    case(
+        "inverse-transform-unfitted",
+        lambda: GenerativeInverter().inverse_transform(np.zeros((2, 4))),
+        NotFittedError,
+        "not fitted",
+    ),
+    case(
+        "score-unfitted",
+        lambda: EncoderBaseline().score(np.zeros((2, 4))),
+        NotFittedError,
+        "not fitted",
+    ),
+    case(
+        "feature-names-unfitted",
+        lambda: ReplayEncoder().get_feature_names_out(),
+        NotFittedError,
+        "not fitted",
+    ),
+    case(
+        "render-slots-unfitted",
+        lambda: GenerativeInverter().render_slots(np.zeros((2, 8))),
+        NotFittedError,
+        "not fitted",
+    ),
+    case(
+        "probe-predict-unfitted",
+        lambda: SlotProbe().predict(np.zeros((2, 4))),
+        NotFittedError,
+        "not fitted",
+    ),
+    case(
+        "supervised-has-no-decoder",
+        lambda: supervised().inverse_transform(np.zeros((2, 4))),
+        AttributeError,
+        "inverse_transform",
+    ),
+    case(
+        "reconstruction-r2-supervised",
+        lambda: reconstruction_r2(supervised(), images()[0]),
+        ValueError,
+        "decoder",
+    ),
+]
+
+
+def _saved(tmp, model=None):
+    path = os.path.join(tmp, "model.pt")
+    save(model or inverter(), path)
+    return path
+
+
+def _write(tmp, name, data):
+    path = os.path.join(tmp, name)
+    with open(path, "wb") as file:
+        file.write(data)
+    return path
+
+
+def _truncated(tmp):
+    data = open(_saved(tmp), "rb").read()
+    return _write(tmp, "cut.pt", data[: len(data) // 2])
+
+
+def _flipped(tmp):
+    data = bytearray(open(_saved(tmp), "rb").read())
+    middle = len(data) // 2
+    data[middle] ^= 0xFF
+    return _write(tmp, "flipped.pt", bytes(data))
+
+
+def _retouched(tmp):
+    content = torch.load(_saved(tmp), weights_only=True)
+    content["estimator"]["state_dict"]["encoder.mean.bias"] += 1.0
+    path = os.path.join(tmp, "retouched.pt")
+    torch.save(content, path)
+    return path
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def _malicious(tmp):
+    path = os.path.join(tmp, "payload.pt")
+    torch.save({"format": "compgen-sk estimator", "x": _Payload()}, path)
+    return path
+
+
+def _foreign(tmp):
+    path = os.path.join(tmp, "other.pt")
+    torch.save({"weights": torch.zeros(3)}, path)
+    return path
+
+
+PERSISTENCE_CASES = [
+    case(
+        "save-unfitted",
+        lambda tmp: save(GenerativeInverter(), f"{tmp}/a.pt"),
+        ValueError,
+        "not fitted",
+    ),
+    case(
+        "save-probe", lambda tmp: save(probe()[0], f"{tmp}/a.pt"), TypeError, "pickle"
+    ),
+    case(
+        "save-user-module",
+        lambda tmp: save(quiet(fit_vectors(encoder=torch.nn.Flatten())), f"{tmp}/a.pt"),
+        ValueError,
+        "user-defined module",
+    ),
+    case(
+        "load-missing", lambda tmp: load(f"{tmp}/none.pt"), FileNotFoundError, "No file"
+    ),
+    case(
+        "load-empty",
+        lambda tmp: load(_write(tmp, "e.pt", b"")),
+        ValueError,
+        "truncated",
+    ),
+    case("load-truncated", lambda tmp: load(_truncated(tmp)), ValueError, "truncated"),
+    case("load-byte-flipped", lambda tmp: load(_flipped(tmp)), ValueError, "corrupted"),
+    case("load-retouched", lambda tmp: load(_retouched(tmp)), ValueError, "SHA-256"),
+    case("load-code", lambda tmp: load(_malicious(tmp)), ValueError, "Refused"),
+    case(
+        "load-foreign",
+        lambda tmp: load(_foreign(tmp)),
+        ValueError,
+        "not a file written by compgen_sk.save",
+    ),
+    case(
+        "load-bad-device",
+        lambda tmp: load(_saved(tmp), device="gpu0"),
+        ValueError,
+        "not a torch device",
+    ),
+]
+
+FAST = [
+    "--n-samples",
+    "300",
+    "--epochs",
+    "1",
+    "--seeds",
+    "0",
+    "--no-progress",
+    "--methods",
+    "encoder-autoencoder",
+]
+
+
+def cli(*argv):
+    return lambda tmp: main(["compare", "--out", str(tmp), *FAST, *argv])
+
+
+CLI_CASES = [
+    case("cli-lr-0", cli("--lr", "0"), SystemExit, "--lr"),
+    case("cli-lr-nan", cli("--lr", "nan"), SystemExit, "--lr"),
+    case("cli-epochs-0", cli("--epochs", "0"), SystemExit, "--epochs"),
+    case("cli-n-jobs-0", cli("--n-jobs", "0"), SystemExit, "--n-jobs"),
+    case("cli-seed-negative", cli("--seeds", "-1"), SystemExit, "--seeds"),
+    case("cli-method-unknown", cli("--methods", "magic"), SystemExit, "--methods"),
+    case("cli-image-size-0", cli("--image-size", "0"), SystemExit, "--image-size"),
+    case("cli-dataset-unknown", cli("--dataset", "mnist"), SystemExit, "--dataset"),
+    case(
+        "api-lr-nan",
+        lambda tmp: run_comparison(lr=float("nan"), out=None, log=None),
+        ValueError,
+        "lr must be a finite number",
+    ),
+    case(
+        "api-no-seeds",
+        lambda tmp: run_comparison(seeds=(), out=None, log=None),
+        ValueError,
+        "seeds",
+    ),
+    case(
+        "api-probe-unknown",
+        lambda tmp: run_comparison(probe="svm", out=None, log=None),
+        ValueError,
+        "probe",
+    ),
+    case(
+        "api-out-is-file",
+        lambda tmp: run_comparison(
+            out=_write(tmp, "file.txt", b"x"), log=None, epochs=1
+        ),
+        ValueError,
+        "is an existing file",
+    ),
+    case(
+        "api-n-train-too-large",
+        lambda tmp: run_comparison(
+            dataset="additive",
+            n_samples=100,
+            n_train=(5000,),
+            log=None,
+            methods=("encoder-autoencoder",),
+            progress=False,
+        ),
+        ValueError,
+        "exceeds",
+    ),
+]
+
+DATASET_CASES = [
+    case("additive-0-samples", lambda: make_additive(0), ValueError, "n_samples"),
+    case(
+        "additive-0-slots", lambda: make_additive(10, n_slots=0), ValueError, "n_slots"
+    ),
+    case(
+        "sprites-too-small",
+        lambda: make_sprites(10, image_size=4),
+        ValueError,
+        "too small",
+    ),
+    case(
+        "sprites-support",
+        lambda: make_sprites(10, support="ring"),
+        ValueError,
+        "support",
+    ),
+    case(
+        "digits-negative", lambda: make_digit_compositions(-1), ValueError, "n_samples"
+    ),
+    case(
+        "pug-missing",
+        lambda: load_pug("/no/such/folder"),
+        FileNotFoundError,
+        "not an existing folder",
+    ),
+]
+
+GRID = np.array([[a, b] for a in range(2) for b in range(2)] * 5)
+
+
+def splits(cv, groups, n=None):
+    return lambda: list(cv.split(np.zeros((n or len(GRID), 1)), groups=groups))
+
+
+SPLITTER_CASES = [
+    case(
+        "cv-no-groups", splits(HeldOutCombinations(), None), ValueError, "needs groups"
+    ),
+    case(
+        "cv-one-column",
+        splits(HeldOutCombinations(), GRID[:, :1]),
+        ValueError,
+        "at least 2",
+    ),
+    case(
+        "cv-nan-groups",
+        splits(HeldOutCombinations(), nan_at(GRID, (0, 0))),
+        ValueError,
+        "missing values",
+    ),
+    case(
+        "cv-length",
+        splits(HeldOutCombinations(), GRID, n=7),
+        ValueError,
+        "rows but X has",
+    ),
+    case(
+        "cv-3d-groups",
+        splits(HeldOutCombinations(), GRID[:, :, None]),
+        ValueError,
+        "concept table",
+    ),
+    case(
+        "cv-repeated-folds",
+        splits(HeldOutCombinations(n_splits=10), GRID),
+        ValueError,
+        "distinct",
+    ),
+    case(
+        "cv-0-splits",
+        splits(HeldOutCombinations(n_splits=0), GRID),
+        InvalidParameterError,
+        "n_splits",
+    ),
+    case(
+        "cv-test-size",
+        splits(HeldOutCombinations(test_size=1.5), GRID),
+        InvalidParameterError,
+        "test_size",
+    ),
+    case(
+        "split-no-arrays",
+        lambda: train_test_split_combinations(concepts=GRID),
+        ValueError,
+        "At least one array",
+    ),
+    case(
+        "split-impossible",
+        lambda: train_test_split_combinations(GRID[:2], concepts=np.eye(2)),
+        ValueError,
+        "No valid",
+    ),
+]
+
+
+def _check(case_, *args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(case_.error) as info:
+            case_.call(*args)
+    return info
+
+
+@pytest.mark.parametrize(
+    "case_",
+    X_CASES + Y_CASES + PARAMETER_CASES + STATE_CASES + DATASET_CASES + SPLITTER_CASES,
+)
+def test_bad_input_gives_a_clear_error(case_):
+    info = _check(case_)
+    assert case_.match in str(info.value)
+
+
+@pytest.mark.parametrize("case_", PERSISTENCE_CASES)
+def test_persistence_faults_give_a_clear_error(case_, tmp_path):
+    info = _check(case_, str(tmp_path))
+    assert case_.match in str(info.value)
+
+
+@pytest.mark.parametrize("case_", CLI_CASES)
+def test_command_line_faults_give_a_clear_error_before_training(
+    case_, tmp_path, capsys
+):
+    info = _check(case_, tmp_path)
+    if case_.error is SystemExit:
+        assert info.value.code == 2
+        message = capsys.readouterr().err
+    else:
+        message = str(info.value)
+    assert case_.match in message
+    assert not (tmp_path / "results.csv").exists()
+
+
+def test_the_suite_is_large_enough():
+    cases = (
+        X_CASES
+        + Y_CASES
+        + PARAMETER_CASES
+        + STATE_CASES
+        + PERSISTENCE_CASES
+        + CLI_CASES
+        + DATASET_CASES
+        + SPLITTER_CASES
+    )
+    assert len(cases) >= 60
+    assert len({c.values[0].id for c in cases}) == len(cases)
+
+
+# ----------------------------------------------------------------------------------
+# Correct answers where a silent wrong one was possible
+# ----------------------------------------------------------------------------------
+
+
+def test_probe_scores_categories_by_accuracy_whatever_the_dtype_at_score():
+    fitted, slots, labels = probe()
+    assert fitted.categorical_.all()
+    as_int = fitted.score(slots, labels)
+    assert fitted.score(slots, labels.astype(float)) == as_int
+    # A category never seen at fit counts as an error, as accuracy counts it.
+    unseen = labels.copy()
+    unseen[:30, 0] = 7
+    assert fitted.score(slots, unseen) < as_int
+
+
+def test_supervised_score_encodes_a_fold_as_at_fit():
+    X, concepts = images()
+    model = supervised()
+    one_shape = concepts["slot0_shape"] == concepts["slot0_shape"].iloc[0]
+    fold_X, fold_y = X[one_shape.to_numpy()], concepts[one_shape]
+    # One category in this fold: still one column per category seen at fit.
+    score = model.score(fold_X, fold_y)
+    assert np.isfinite(score)
+    assert model.concept_categories_["slot0_shape"] == ["square", "triangle"] or (
+        len(model.concept_categories_["slot0_shape"]) == 2
+    )
+
+
+def test_channels_last_images_warn():
+    X = np.random.default_rng(0).random((20, 8, 8, 3)).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"transpose\(0, 3, 1, 2\)"):
+        quiet_convergence(lambda: fresh(search_steps=0).fit(X))
+
+
+def quiet_convergence(fit):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(training|max_epochs).*")
+        return fit()
+
+
+def test_held_out_combination_folds_are_distinct():
+    cv = HeldOutCombinations(n_splits=4, random_state=0)
+    folds = [tuple(test) for _, test in cv.split(GRID, groups=GRID)]
+    assert len(set(folds)) == 4
+
+
+# ----------------------------------------------------------------------------------
+# Safe persistence
+# ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["inverter", "replay", "supervised", "frame"])
+def test_saved_estimator_transforms_bit_for_bit(kind, tmp_path):
+    X, concepts = images()
+    if kind == "inverter":
+        model, data = inverter(), vectors()[0]
+    elif kind == "replay":
+        model = quiet(
+            lambda: ReplayEncoder(inverter(), replay_epochs=1, search_steps=2).fit(
+                vectors()[0]
+            )
+        )
+        data = vectors()[0]
+    elif kind == "supervised":
+        model, data = supervised(), X
+    else:
+        data = pd.DataFrame(vectors()[0]).add_prefix("pixel")
+        model = quiet(
+            lambda: fresh(
+                decoder_params={"hidden": (16, 16)}, optimizer=torch.optim.Adam
+            ).fit(data)
+        )
+    path = tmp_path / "model.pt"
+    save(model, path)
+    loaded = load(path)
+    assert type(loaded) is type(model)
+    assert loaded.get_params(deep=False).keys() == model.get_params(deep=False).keys()
+    np.testing.assert_array_equal(loaded.transform(data), model.transform(data))
+    assert loaded.loss_curve_ == model.loss_curve_
+    assert loaded.input_shape_ == model.input_shape_
+    if kind == "replay":
+        assert loaded.generator is loaded.generator_
+    if kind == "supervised":
+        assert loaded.score(X, concepts) == model.score(X, concepts)
+        assert loaded.concept_categories_ == model.concept_categories_
+    if kind == "frame":
+        np.testing.assert_array_equal(loaded.feature_names_in_, model.feature_names_in_)
+        assert loaded.decoder_params == {"hidden": (16, 16)}
+        assert loaded.optimizer is torch.optim.Adam
+
+
+def test_model_saved_for_a_gpu_loads_on_the_cpu(tmp_path):
+    model = pickle.loads(pickle.dumps(inverter())).set_params(device="cuda")
+    save(model, tmp_path / "gpu.pt")
+    loaded = load(tmp_path / "gpu.pt")
+    assert loaded.device == "cpu"
+    X = vectors()[0]
+    np.testing.assert_array_equal(loaded.transform(X), inverter().transform(X))
+
+
+def test_saving_callbacks_warns_and_the_loaded_model_refits(tmp_path):
+    model = pickle.loads(pickle.dumps(inverter())).set_params(callbacks=[ProgressBar()])
+    with pytest.warns(UserWarning, match="not saved"):
+        save(model, tmp_path / "m.pt")
+    loaded = load(tmp_path / "m.pt")
+    assert loaded.callbacks is None
+    refit = quiet(lambda: loaded.fit(vectors()[0]))
+    np.testing.assert_array_equal(
+        refit.transform(vectors()[0]), inverter().transform(vectors()[0])
+    )
+
+
+# ----------------------------------------------------------------------------------
+# Nothing a user passes is modified; no global random generator is touched
+# ----------------------------------------------------------------------------------
+
+
+def _global_states():
+    import random
+
+    return (
+        pickle.dumps(np.random.get_state()),  # noqa: NPY002 (the legacy global)
+        torch.get_rng_state().clone(),
+        random.getstate(),
+    )
+
+
+def _same(before, after):
+    return (
+        before[0] == after[0]
+        and torch.equal(before[1], after[1])
+        and before[2] == after[2]
+    )
+
+
+def test_no_global_random_generator_is_touched(tmp_path):
+    before = _global_states()
+    X, z = vectors()
+    model = quiet(lambda: fresh(n_init=2).fit(X))
+    model.transform(X)
+    model.score(X)
+    replay = ReplayEncoder(model, replay_epochs=1, random_state=0)
+    quiet(lambda: replay.fit(X)).transform(X)
+    quiet(lambda: EncoderBaseline(**TINY, objective="supervised").fit(X, z)).score(X, z)
+    slots = model.transform(X)
+    SlotProbe(random_state=0).fit(slots, z).score(slots, z)
+    slot_identifiability_score(z, slots, n_slots=2, random_state=0)
+    make_additive(20, random_state=0)
+    make_sprites(20, image_size=12, random_state=0)
+    make_digit_compositions(20, random_state=0)
+    list(HeldOutCombinations(n_splits=2, random_state=0).split(GRID, groups=GRID))
+    save(model, tmp_path / "m.pt")
+    load(tmp_path / "m.pt").transform(X)
+    assert _same(before, _global_states())
+
+
+def test_unseeded_fits_draw_from_numpy_only():
+    # random_state=None takes its seed from NumPy's global generator, as
+    # scikit-learn does; torch's and Python's generators stay untouched.
+    before = _global_states()
+    quiet(lambda: fresh(random_state=None).fit(vectors()[0]))
+    after = _global_states()
+    assert torch.equal(before[1], after[1]) and before[2] == after[2]
+
+
+def test_nothing_a_user_passes_is_modified():
+    X = np.array(vectors()[0])
+    z = np.array(vectors()[1])
+    images_X, concepts = images()
+    images_X, concepts = images_X.copy(), concepts.copy()
+    copies = (X.copy(), z.copy(), images_X.copy(), concepts.copy())
+    decoder_params = {"hidden": (16, 16)}
+    callbacks = [ProgressBar()]
+    optimizer_params = {"weight_decay": 0.0}
+    model = quiet(
+        lambda: fresh(
+            decoder="mlp",
+            decoder_params=decoder_params,
+            optimizer_params=optimizer_params,
+            callbacks=callbacks,
+            verbose=0,
+        ).fit(X)
+    )
+    model.transform(X)
+    model.inverse_transform(model.transform(X))
+    quiet(lambda: EncoderBaseline(**TINY, objective="supervised").fit(X, z)).score(X, z)
+    quiet(
+        lambda: EncoderBaseline(**TINY, objective="supervised").fit(images_X, concepts)
+    ).score(images_X, concepts)
+    slots = model.transform(X)
+    slots_copy = slots.copy()
+    SlotProbe(random_state=0).fit(slots, concepts.iloc[:60, :2].reset_index(drop=True))
+    list(HeldOutCombinations(n_splits=2, random_state=0).split(GRID, groups=GRID))
+    np.testing.assert_array_equal(X, copies[0])
+    np.testing.assert_array_equal(z, copies[1])
+    np.testing.assert_array_equal(images_X, copies[2])
+    pd.testing.assert_frame_equal(concepts, copies[3])
+    np.testing.assert_array_equal(slots, slots_copy)
+    assert decoder_params == {"hidden": (16, 16)}
+    assert optimizer_params == {"weight_decay": 0.0}
+    assert len(callbacks) == 1 and isinstance(callbacks[0], ProgressBar)
+    assert not hasattr(callbacks[0], "pbar_") or callbacks[0].pbar_ is None
