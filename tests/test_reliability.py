@@ -190,6 +190,12 @@ X_CASES = [
         "feature names",
     ),
     case(
+        "X-transform-overflows",
+        lambda: inverter().transform(np.full((3, 64), 3e38)),
+        ValueError,
+        "non-finite slots for 3 of 3",
+    ),
+    case(
         "Z-wrong-shape",
         lambda: inverter().inverse_transform(np.zeros((3, 5))),
         ValueError,
@@ -908,6 +914,38 @@ def test_command_line_faults_give_a_clear_error_before_training(
         message = str(info.value)
     assert case_.match in message
     assert not (tmp_path / "results.csv").exists()
+
+
+def test_divergence_in_the_command_line_exits_with_a_message(tmp_path, capsys):
+    assert main(["compare", "--out", str(tmp_path), *FAST, "--lr", "1e6"]) == 2
+    assert "diverged" in capsys.readouterr().err
+    assert not (tmp_path / "results.csv").exists()
+
+
+def test_an_output_folder_that_cannot_be_made_fails_first(tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    out = blocker / "results"
+    assert main(["compare", "--out", str(out), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "Cannot write to the output folder" in err
+    assert "[seed" not in err
+
+
+def test_non_finite_scores_never_reach_results(monkeypatch):
+    from compgen_sk import compare
+
+    monkeypatch.setattr(compare.SlotProbe, "score", lambda *args, **kw: np.inf)
+    with pytest.raises(ValueError, match="non-finite results"):
+        run_comparison(
+            dataset="additive",
+            n_samples=200,
+            epochs=1,
+            seeds=(0,),
+            methods=("encoder-autoencoder",),
+            progress=False,
+            log=None,
+        )
 
 
 def test_the_suite_is_large_enough():

@@ -651,8 +651,17 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         X = self._validate_X(X, reset=False)
         steps = getattr(self, "search_steps", 0)
         if not steps:
-            return self._flat(self._encode_array(X))
-        return self._flat(self._invert_array(X, self._decoder(), steps))
+            slots = self._encode_array(X)
+        else:
+            slots = self._invert_array(X, self._decoder(), steps)
+        if not np.isfinite(slots).all():
+            raise ValueError(
+                f"{type(self).__name__} inferred non-finite slots for "
+                f"{int((~np.isfinite(slots)).any(axis=(1, 2)).sum())} of {len(X)} "
+                "samples: its networks overflow on this X. Check the scale of X "
+                "against the data it was fitted on."
+            )
+        return self._flat(slots)
 
     @available_if(lambda self: self._has_decoder())
     def inverse_transform(self, Z):
