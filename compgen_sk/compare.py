@@ -9,6 +9,7 @@ concepts (METHOD.md §5). Every method is evaluated the same way.
 
 from __future__ import annotations
 
+import copy
 import math
 import tempfile
 import time
@@ -22,7 +23,7 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from skorch.callbacks import ProgressBar
 
-from ._device import resolve_device
+from ._torch import resolve_device
 from .datasets import load_pug, make_additive, make_digit_compositions, make_sprites
 from .estimators import EncoderBaseline, GenerativeInverter, ReplayEncoder
 from .probe import SlotProbe
@@ -354,21 +355,27 @@ class Comparison:
 
 
 def _with_search(estimator, steps):
-    return estimator.set_params(search_steps=steps)
+    return with_params(estimator, search_steps=steps)
+
+
+def with_params(estimator, **params):
+    """A shallow copy of a fitted estimator with other parameters (e.g. its
+    search settings); it shares the fitted networks, and the estimator given
+    is left unchanged."""
+    return copy.copy(estimator).set_params(**params)
 
 
 def evaluate(settings, split, estimator, seed):
     """ID and OOD probe scores and the transform time per image."""
-    estimator.set_params(verbose=int(settings.progress))
+    estimator = with_params(estimator, verbose=int(settings.progress))
     slots_train = estimator.transform(split.X_train)
     slots_test = estimator.transform(split.X_test)
     start = time.perf_counter()
     slots_ood = estimator.transform(split.X_ood)
     per_image = (time.perf_counter() - start) / len(split.X_ood)
-    estimator.set_params(verbose=0)
     probe = SlotProbe(settings.probe, random_state=seed)
     probe.fit(slots_train, split.y_train)
-    has_decoder = estimator._has_decoder()
+    has_decoder = estimator.decoder_ is not None
     scores = {
         "id_score": probe.score(slots_test, split.y_test),
         "ood_score": probe.score(slots_ood, split.y_ood),

@@ -22,6 +22,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted
 
 from ._readout import concepts_from_table, match_slots, score_matrix, split_slots
+from ._torch import eval_mode
 
 __all__ = [
     "compositional_contrast",
@@ -31,6 +32,7 @@ __all__ = [
     "make_slot_scorer",
     "readout_scorer",
     "reconstruction_r2",
+    "reconstruction_r2_score",
     "reconstruction_scorer",
     "slot_identifiability_score",
     "slot_scorers",
@@ -156,13 +158,51 @@ def _fit_eval_split(n, fit_mask, random_state):
     return np.flatnonzero(mask), np.flatnonzero(~mask)
 
 
-def _r2(X, X_hat, sample_weight=None):
-    """Variance-weighted R² over all output elements (1 - SSE / SST)."""
+def reconstruction_r2_score(X, X_hat, *, sample_weight=None):
+    """R² of a reconstruction: ``1 - SSE / SST`` over all pixels or features.
+
+    Variance weighted, as :func:`sklearn.metrics.r2_score` with
+    ``multioutput="variance_weighted"``, for arrays of any number of axes; sums
+    of squares are taken in float64, so that data of any magnitude give a
+    finite score. 1 is perfect, 0 no better than the per-feature mean.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, ...)
+        The data.
+    X_hat : array-like of the shape of ``X``
+        Its reconstruction.
+    sample_weight : array-like of shape (n_samples,) or None, default=None
+        Weights of the samples.
+
+    Returns
+    -------
+    score : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from compgen_sk.metrics import reconstruction_r2_score
+    >>> X = np.arange(12.0).reshape(3, 2, 2)
+    >>> reconstruction_r2_score(X, X), reconstruction_r2_score(X, 0 * X + X.mean(0))
+    (1.0, 0.0)
+    """
+    X = check_array(X, allow_nd=True, dtype=[np.float64, np.float32], input_name="X")
+    X_hat = check_array(
+        X_hat, allow_nd=True, dtype=[np.float64, np.float32], input_name="X_hat"
+    )
+    if X.shape != X_hat.shape:
+        raise ValueError(
+            f"X_hat has shape {X_hat.shape} but X has shape {X.shape}; a "
+            "reconstruction has the shape of its data."
+        )
     X = X.reshape(len(X), -1)
     X_hat = X_hat.reshape(len(X_hat), -1)
-    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
+    if sample_weight is None:
+        w = np.ones(len(X))
+    else:
+        w = _check_sample_weight(sample_weight, X)
     mean = np.average(X, axis=0, weights=w)
-    # Squares in float64, so that data of any magnitude give a finite score.
     residual, spread = X - X_hat, X - mean
     sse = w @ np.einsum("ij,ij->i", residual, residual, dtype=np.float64)
     sst = w @ np.einsum("ij,ij->i", spread, spread, dtype=np.float64)
@@ -172,20 +212,26 @@ def _r2(X, X_hat, sample_weight=None):
 
 
 def _slot_estimator(estimator, *, needs_decoder=False):
-    """The slot estimator itself, or the first step of a Pipeline that is one."""
+    """The fitted slot estimator itself, or the first step of a Pipeline that
+    is one (recognised by its public fitted attributes ``n_slots_`` and
+    ``decoder_``)."""
     if isinstance(estimator, Pipeline):
-        steps = [s for _, s in estimator.steps if hasattr(s, "_encoder")]
+        steps = [s for _, s in estimator.steps if hasattr(s, "n_slots_")]
         if not steps:
-            raise ValueError("The pipeline has no compgen-sk slot estimator step.")
+            raise ValueError(
+                "The pipeline has no fitted compgen-sk slot estimator step."
+            )
         estimator = steps[0]
-    elif not hasattr(estimator, "_encoder"):
+    else:
+        check_is_fitted(estimator)
+        if not hasattr(estimator, "n_slots_") or not hasattr(estimator, "decoder_"):
+            raise ValueError(
+                f"{type(estimator).__name__} is not a compgen-sk slot estimator."
+            )
+    if needs_decoder and estimator.decoder_ is None:
         raise ValueError(
-            f"{type(estimator).__name__} is not a compgen-sk slot estimator."
-        )
-    if needs_decoder and not estimator._has_decoder():
-        raise ValueError(
-            f"{type(estimator).__name__}(objective={estimator.objective!r}) has no "
-            "decoder to reconstruct or differentiate."
+            f"This {type(estimator).__name__} has no decoder to reconstruct or "
+            "differentiate (e.g. an EncoderBaseline with objective='supervised')."
         )
     return estimator
 
@@ -194,15 +240,18 @@ def reconstruction_r2(estimator, X, sample_weight=None):
     """R² of reconstructing ``X`` through a fitted slot estimator.
 
     ``X`` is mapped to slots with ``transform`` (search included, where the
-    estimator searches) and back with the estimator's decoder; the score is
-    ``1 - SSE / SST`` over all pixels or features (variance weighted), so 1 is
-    perfect and 0 is no better than the per-feature mean.
+    estimator searches) and back with ``inverse_transform``; the score is
+    :func:`reconstruction_r2_score` of the two, so 1 is perfect and 0 is no
+    better than the per-feature mean.
 
     Parameters
     ----------
     estimator : fitted slot estimator, or a Pipeline starting with one
+        The model whose reconstruction is scored.
     X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        Data to reconstruct.
     sample_weight : array-like of shape (n_samples,) or None, default=None
+        Weights of the samples.
 
     Returns
     -------
@@ -210,16 +259,12 @@ def reconstruction_r2(estimator, X, sample_weight=None):
     """
     estimator = _slot_estimator(estimator, needs_decoder=True)
     X_hat = estimator.inverse_transform(estimator.transform(X))
-    X = check_array(X, allow_nd=True, dtype=[np.float32, np.float64])
-    if sample_weight is not None:
-        sample_weight = _check_sample_weight(sample_weight, X)
-    return _r2(X, X_hat, sample_weight)
+    return reconstruction_r2_score(X, X_hat, sample_weight=sample_weight)
 
 
 def _slot_norms(estimator, X, Z, max_samples, random_state):
     """Per-sample, per-output, per-slot Jacobian norms ||d f_p / d z_k||."""
     estimator = _slot_estimator(estimator, needs_decoder=True)
-    check_is_fitted(estimator)
     if (X is None) == (Z is None):
         raise ValueError("Pass exactly one of X (inputs) or Z (slots).")
     if isinstance(max_samples, bool) or not isinstance(max_samples, Integral):
@@ -232,15 +277,21 @@ def _slot_norms(estimator, X, Z, max_samples, random_state):
         )
     if Z is None:
         Z = estimator.transform(X)
-    Z = estimator._validate_slots(Z)
+    K, d = estimator.n_slots_, estimator.slot_dim_
+    Z = check_array(Z, allow_nd=True, dtype=[np.float32, np.float64], input_name="Z")
+    if Z.shape[1:] not in ((K * d,), (K, d)):
+        raise ValueError(
+            f"Z must have shape (n, {K * d}) or (n, {K}, {d}) for {K} slots of "
+            f"dimension {d}; got {Z.shape}."
+        )
+    Z = Z.reshape(len(Z), K, d)
     if len(Z) > max_samples:
         rows = check_random_state(random_state).choice(
             len(Z), max_samples, replace=False
         )
         Z = Z[np.sort(rows)]
-    decoder = estimator._decoder()
-    with estimator._eval(decoder):
-        return decoder_jacobian_norms(decoder, Z)
+    with eval_mode(estimator.decoder_):
+        return decoder_jacobian_norms(estimator.decoder_, Z)
 
 
 def decoder_jacobian_norms(decoder, Z):
@@ -408,8 +459,9 @@ class _IdentifiabilityScorer:
             )
         slot_estimator = _slot_estimator(estimator)
         slots = slot_estimator.transform(X)
-        n_slots = slot_estimator._encoder().n_slots
-        return slot_identifiability_score(y, slots, n_slots=n_slots, **self.options)
+        return slot_identifiability_score(
+            y, slots, n_slots=slot_estimator.n_slots_, **self.options
+        )
 
     def __repr__(self):
         options = ", ".join(f"{k}={v!r}" for k, v in self.options.items())

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .compare import with_params
 from .inversion import sample_recombinations
 
 _N_EXAMPLES = 8
@@ -122,7 +123,7 @@ def comparison_figures(results, comparison, out):
     steps = comparison.settings.search_steps
     images = split.X_ood[:_N_EXAMPLES]
     encoded = generator.encode(images)
-    searched = generator.set_params(search_steps=steps).transform(images)
+    searched = with_params(generator, search_steps=steps).transform(images)
     image_grid(
         [
             images,

@@ -250,16 +250,16 @@ def fitted():
 
 def test_jacobian_scores_on_an_estimator_match_a_swapped_in_decoder(fitted):
     est, X = fitted
-    original = est.net_.module_.decoder
+    original = est.decoder_
     try:
-        est.net_.module_.decoder = _SplitDecoder(2, 2, 12)
+        est.decoder_ = _SplitDecoder(2, 2, 12)
         assert jacobian_interaction_score(est, X) == pytest.approx(1.0)
         assert compositional_contrast(est, X) == pytest.approx(0.0, abs=1e-9)
-        est.net_.module_.decoder = _SymmetricDecoder(2, 12)
+        est.decoder_ = _SymmetricDecoder(2, 12)
         assert jacobian_interaction_score(est, X) == pytest.approx(0.0, abs=1e-6)
         assert compositional_contrast(est, X) > 0
     finally:
-        est.net_.module_.decoder = original
+        est.decoder_ = original
 
 
 def test_jacobian_score_from_slots_or_inputs(fitted):
@@ -288,7 +288,7 @@ def test_metrics_need_a_decoder(fitted):
     with pytest.raises(ValueError, match="no decoder"):
         reconstruction_r2(supervised, X)
     with pytest.raises(ValueError, match="not a compgen-sk slot estimator"):
-        reconstruction_r2(Ridge(), X)
+        reconstruction_r2(Ridge().fit(X, X[:, 0]), X)
 
 
 def test_reconstruction_r2_is_estimator_score_and_weighted(fitted):

@@ -36,9 +36,9 @@ from skorch.callbacks import (
 from skorch.dataset import ValidSplit
 from torch import nn
 
-from .._device import resolve_device
+from .._torch import eval_mode, resolve_device
 from ..inversion import search_latents
-from ..metrics import reconstruction_r2
+from ..metrics import reconstruction_r2_score
 from ..modules import (
     RescaledDecoder,
     SlotEncoder,
@@ -481,7 +481,16 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         self.loss_curve_ = [float(v) for v in best_net.history[:, "train_loss"]]
         self.n_iter_ = len(self.loss_curve_)
         self.converged_ = self.n_iter_ < self._max_epochs()
+        self._set_public_modules()
         self._warn_if_not_converged()
+
+    def _set_public_modules(self):
+        """``encoder_``, ``decoder_``, ``n_slots_`` and ``slot_dim_`` from the
+        kept net: what metrics, plots and users read instead of the net."""
+        self.encoder_ = self._encoder()
+        self.decoder_ = self._decoder() if self._has_decoder() else None
+        self.n_slots_ = self.encoder_.n_slots
+        self.slot_dim_ = self.encoder_.slot_dim
 
     def _max_epochs(self):
         return self.max_epochs
@@ -537,18 +546,6 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
     def _inference_device(self):
         return torch.device(self.net_.device)
 
-    @contextlib.contextmanager
-    def _eval(self, *modules):
-        """Eval mode (no dropout, no VAE sampling) for the block; restored after."""
-        modes = [m.training for m in modules]
-        for m in modules:
-            m.eval()
-        try:
-            yield
-        finally:
-            for m, mode in zip(modules, modes):
-                m.train(mode)
-
     def _batches(self, array, batch_size):
         device = self._inference_device()
         for start in range(0, len(array), batch_size):
@@ -560,7 +557,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         and with ``module`` in eval mode; returns (n, *sample_shape) float32."""
         fn = module if fn is None else fn
         out = np.empty((len(array), *sample_shape), dtype=np.float32)
-        with self._eval(module), torch.no_grad():
+        with eval_mode(module), torch.no_grad():
             for start, batch in self._batches(array, _INFERENCE_BATCH):
                 out[start : start + len(batch)] = fn(batch).cpu().numpy()
         return out
@@ -588,7 +585,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
 
             total = math.ceil(len(X) / self.search_batch_size)
             chunks = tqdm(chunks, total=total, desc="search", unit="batch")
-        with self._eval(encoder, decoder):
+        with eval_mode(encoder, decoder):
             for start, x in chunks:
                 with torch.no_grad():
                     z = encoder(x)
@@ -694,7 +691,12 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         score : float
             1 is a perfect reconstruction; higher is better.
         """
-        return reconstruction_r2(self, X, sample_weight)
+        check_is_fitted(self)
+        if not self._has_decoder():
+            raise ValueError(f"{type(self).__name__} has no decoder to reconstruct X.")
+        X_hat = self.inverse_transform(self.transform(X))
+        X = check_array(X, allow_nd=True, dtype=[np.float32, np.float64])
+        return reconstruction_r2_score(X, X_hat, sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

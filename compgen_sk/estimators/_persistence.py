@@ -23,7 +23,7 @@ from skorch.history import History
 from torch import nn
 
 from .. import __version__
-from .._device import resolve_device
+from .._torch import resolve_device
 from .baseline import EncoderBaseline
 from .generative import GenerativeInverter
 from .replay import ReplayEncoder
@@ -36,7 +36,7 @@ _CLASSES = {
     cls.__name__: cls for cls in (GenerativeInverter, EncoderBaseline, ReplayEncoder)
 }
 # Fitted attributes that are rebuilt rather than stored as data.
-_REBUILT = ("net_", "generator_")
+_REBUILT = ("net_", "generator_", "encoder_", "decoder_")
 
 
 def save(estimator, path):
@@ -346,6 +346,7 @@ def _restore(record, device):
         ) from exc
     net.history = History(json.loads(record["history"]))
     estimator.net_ = net
+    estimator._set_public_modules()
     return estimator
 
 

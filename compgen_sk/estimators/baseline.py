@@ -73,6 +73,15 @@ default="adamw"
         only): column -> its categories (one-hot encoded), or None for a
         continuous column; None when ``y`` was an array. ``score`` encodes
         its ``y`` the same way and raises on a category not seen at fit.
+    encoder_ : torch.nn.Module
+        The fitted slot encoder: inputs (n, ...) to slots (n, n_slots, slot_dim).
+    decoder_ : torch.nn.Module or None
+        The fitted unconstrained decoder (``"autoencoder"``); None for
+        ``"supervised"``, which trains no decoder.
+    n_slots_ : int
+        Number of inferred slots.
+    slot_dim_ : int
+        Dimension of each inferred slot.
     n_iter_ : int
         Epochs run by the kept fit.
     loss_curve_ : list of float

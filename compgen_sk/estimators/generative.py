@@ -107,6 +107,15 @@ default="adamw"
     net_ : SlotAutoencoderNet
         The fitted skorch net; ``net_.module_.encoder`` and ``net_.module_.decoder``
         are the torch modules, ``net_.history`` records every loss term.
+    encoder_ : torch.nn.Module
+        The fitted slot encoder: inputs (n, ...) to slots (n, n_slots, slot_dim).
+    decoder_ : torch.nn.Module or None
+        The fitted decoder (a :class:`~compgen_sk.modules.RescaledDecoder`
+        in data units) that ``inverse_transform`` and search use.
+    n_slots_ : int
+        Number of inferred slots.
+    slot_dim_ : int
+        Dimension of each inferred slot.
     n_iter_ : int
         Epochs run by the kept fit.
     loss_curve_ : list of float

@@ -92,6 +92,14 @@ default="adamw"
         The fitted generator.
     net_ : skorch.NeuralNet
         The replay-trained encoder's net; ``net_.module_`` is the encoder.
+    encoder_ : torch.nn.Module
+        The fitted slot encoder: inputs (n, ...) to slots (n, n_slots, slot_dim).
+    decoder_ : torch.nn.Module or None
+        The generator's decoder, which search and ``inverse_transform`` use.
+    n_slots_ : int
+        Number of inferred slots.
+    slot_dim_ : int
+        Dimension of each inferred slot.
     n_iter_ : int
         Epochs run by the kept fit.
     loss_curve_ : list of float

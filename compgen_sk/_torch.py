@@ -1,6 +1,8 @@
-"""Turning a user's ``device`` setting into a usable torch device."""
+"""Small torch helpers shared across the package: devices and eval mode."""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -20,3 +22,17 @@ def resolve_device(device):
             "this machine; use device='cpu'."
         )
     return resolved
+
+
+@contextlib.contextmanager
+def eval_mode(*modules):
+    """Eval mode (no dropout, no VAE sampling) for the block; each module's
+    mode is restored after."""
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
