@@ -4,7 +4,7 @@
 reads the ground-truth concepts out of each method's slots with a
 :class:`~compgen_sk.SlotProbe` fitted on ID slots, and scores the probe on unseen
 ID images and on out-of-domain (OOD) images — new combinations of the same
-concepts (METHOD.md §5). Every method is evaluated the same way.
+concepts (:ref:`background-metrics`). Every method is evaluated the same way.
 """
 
 from __future__ import annotations

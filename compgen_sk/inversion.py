@@ -1,4 +1,6 @@
-"""Inverting a decoder: gradient search, slot recombination, replay (METHOD.md §3).
+"""Inverting a decoder: gradient search, slot recombination, replay.
+
+See :ref:`background-inversion`.
 
 Plain torch functions on modules; the estimators call them, and so can anyone
 holding a decoder.
@@ -34,7 +36,7 @@ def _per_sample_sse(decoder, z, x):
 
 
 def search_latents(decoder, x, z_init, *, steps, lr, tol=0.0):
-    """Batched gradient search ``z* = argmin_z ||x - f(z)||^2`` (METHOD.md Eq. 4.3).
+    """Batched gradient search ``z* = argmin_z ||x - f(z)||^2`` (Eq. :eq:`eq-search`).
 
     Starts from ``z_init`` (the encoder's guess) with the decoder frozen. The
     per-image losses are summed, and Adam's element-wise update keeps every image's
@@ -196,7 +198,7 @@ def sample_recombinations(bank, n, mode="shuffle", generator=None):
 
     ``bank`` (N, K, d) holds inferred ID slots. ``"shuffle"`` draws slot ``k`` of
     each sample from the ``k``-th slots of the bank, independently per slot (the
-    product of the per-slot marginals, METHOD.md Eq. 4.4); ``"pool"`` draws every
+    product of the per-slot marginals, Eq. :eq:`eq-replay`); ``"pool"`` draws every
     slot from all slots of the bank.
 
     Parameters
@@ -227,7 +229,7 @@ def sample_recombinations(bank, n, mode="shuffle", generator=None):
 
 
 def consistency_loss(encoder, decoder, slots, mode="shuffle"):
-    """Compositional consistency (Wiedemer et al. 2024), METHOD.md §3.
+    """Compositional consistency (Wiedemer et al. 2024), :ref:`background-inversion`.
 
     Recombines the batch's inferred ``slots`` into new combinations, decodes them
     without gradient, re-encodes the renderings and returns the slot-matched

@@ -1,4 +1,6 @@
-"""Metrics of slot representations and their decoders (METHOD.md §5), and scorers.
+"""Metrics of slot representations and their decoders, and scorers.
+
+See :ref:`background-metrics`.
 
 - :func:`slot_identifiability_score`: readouts from every inferred slot to every
   true slot, Hungarian matching, mean matched R² / accuracy (Wiedemer et al. 2024;
@@ -60,7 +62,7 @@ def slot_identifiability_score(
     scored on the others: R² for continuous latents, accuracy for categorical
     ones, averaged over the latents of slot ``j``. Inferred slots are matched to
     true slots by the Hungarian algorithm on this score matrix, and the score is
-    the mean matched score (METHOD.md §5).
+    the mean matched score (:ref:`background-metrics`).
 
     To score out-of-domain identifiability, fit the readouts on ID samples and
     evaluate them on OOD samples::
@@ -322,7 +324,9 @@ def decoder_jacobian_norms(decoder, Z):
 def jacobian_interaction_score(
     estimator, X=None, *, Z=None, max_samples=64, random_state=None
 ):
-    """How exclusively each output element depends on one slot (METHOD.md §5).
+    """How exclusively each output element depends on one slot.
+
+    See :ref:`background-decoder-classes`.
 
     For every sample and output element (pixel channel or feature), the share of
     the largest slot in the slot-wise Jacobian norms ``||d f_p / d z_k||`` is
@@ -394,7 +398,7 @@ def make_slot_scorer(metric="readout", **options):
         - ``"readout"``: the estimator's own ``score(X, y)``: for a pipeline ending
           in a :class:`~compgen_sk.SlotProbe` fitted on the training folds, the
           accuracy / R² of reading the concepts of the scored (e.g. held-out
-          combination) samples — the OOD readout score of METHOD.md §5.
+          combination) samples — the OOD readout score of :ref:`background-metrics`.
         - ``"identifiability"``: :func:`slot_identifiability_score` of the slots
           that the (first) slot estimator infers for X against y, readouts fit and
           evaluated within the scored samples; ``options`` go to that function.

@@ -37,7 +37,7 @@ class SlotProbe(BaseEstimator):
     is the mean accuracy (categorical concepts) / R² (continuous ones) over
     concepts. Placed after a slot estimator in a :class:`~sklearn.pipeline.Pipeline`
     fitted on in-domain data, its score on held-out combinations is the OOD
-    readout score of METHOD.md §5::
+    readout score of :ref:`background-metrics`::
 
         Pipeline([("inv", GenerativeInverter()), ("probe", SlotProbe())])
             .fit(X_id, concepts_id).score(X_ood, concepts_ood)

@@ -3,7 +3,8 @@ Four decoders compared
 ======================
 
 The decoder carries the inductive bias of a generative inverter: how slots may
-interact in producing a pixel (METHOD.md §2 and §4). compgen-sk has four:
+interact in producing a pixel (:ref:`background-decoders`,
+:ref:`background-decoder-classes`). compgen-sk has four:
 
 * ``"additive"``: each slot rendered on its own, renderings summed — no
   interaction at all (Lachapelle et al. 2023; Wiedemer et al. 2024);
@@ -17,7 +18,7 @@ interact in producing a pixel (METHOD.md §2 and §4). compgen-sk has four:
 Each is trained on the same in-domain (ID) digit compositions (two real
 handwritten digits side by side, held-out digit pairs out of domain) with the
 same encoder, and compared on the reconstruction R² of ID and out-of-domain
-(OOD) images after search (Eq. 4.3), and on
+(OOD) images after search (Eq. :eq:`eq-search`), and on
 :func:`~compgen_sk.metrics.jacobian_interaction_score`: per pixel, how much of
 the decoder's sensitivity comes from a single slot (1: every pixel depends on
 one slot, 0: all slots count equally). In these images every pixel belongs to

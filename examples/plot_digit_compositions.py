@@ -6,12 +6,13 @@ Compositions of real handwritten digits
 digits (scikit-learn's bundled ``load_digits`` scans) side by side, one per slot.
 In-domain (ID) images show some pairs of digit classes, out-of-domain (OOD)
 images the held-out pairs — every class was seen in every position, never in
-that pair (the analogue of held-out animal × background pairs, METHOD.md §6).
+that pair (the analogue of held-out animal × background pairs, :ref:`background-data`).
 
 We fit the non-generative :class:`~compgen_sk.EncoderBaseline` and the
 generative :class:`~compgen_sk.GenerativeInverter` on ID images, read the digit
 classes out of each representation with a :class:`~compgen_sk.SlotProbe` fitted
-on ID slots, and compare the readout accuracy on ID and OOD images (METHOD.md §5).
+on ID slots, and compare the readout accuracy on ID and OOD images
+(:ref:`background-metrics`).
 """
 
 # %%
@@ -84,7 +85,7 @@ print(f"{len(train)} ID training, {len(test)} ID test, {len(X_ood)} OOD images")
 # Same encoder architecture and training budget for all. The baseline trains its
 # encoder with an unconstrained decoder (``objective="autoencoder"``) or on the
 # digit labels (``objective="supervised"``); the generative inverter trains it
-# with an additive decoder and then refines its guess by search (Eq. 4.3).
+# with an additive decoder and then refines its guess by search (Eq. :eq:`eq-search`).
 common = dict(
     n_slots=2,
     slot_dim=8,
@@ -135,7 +136,7 @@ print(results.to_string(float_format="{:.3f}".format))
 # drop from ID to OOD accuracy, not the ID accuracy, is what unseen pairs cost.
 # Here each digit sits in a fixed cell of the image, which makes the task easy
 # for a convolutional encoder; nothing guarantees that an encoder generalizes to
-# unseen pairs (METHOD.md §2), but nothing forbids it either.
+# unseen pairs (:ref:`background-decoders`), but nothing forbids it either.
 fig, ax = plt.subplots(figsize=(7, 3.5))
 positions = np.arange(len(results))
 ax.barh(positions - 0.2, results["ID accuracy"], 0.4, label="ID test")

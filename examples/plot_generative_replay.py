@@ -2,9 +2,9 @@
 Generative replay: teach an encoder the combinations it never saw
 =================================================================
 
-Search (METHOD.md Eq. 4.3) inverts the decoder on any image, but costs hundreds
-of decoder passes per image. Generative replay (Eq. 4.4) pays that price once,
-offline: infer the slots of the in-domain (ID) images, recombine them with each
+Search (Eq. :eq:`eq-search`) inverts the decoder on any image, but costs hundreds
+of decoder passes per image. Generative replay (Eq. :eq:`eq-replay`) pays that price
+once, offline: infer the slots of the in-domain (ID) images, recombine them with each
 slot drawn independently from its ID marginal, let the decoder render the
 recombinations — mostly out-of-domain (OOD) scenes — and train a fresh encoder
 on the rendered pairs, ``min_g E ||z~ - g(f(z~))||²``. Inference is then one
@@ -21,7 +21,7 @@ generator's own encoder on scenes of two different objects.
 # The generator
 # -------------
 # An encoder and an additive decoder trained by autoencoding the ID scenes
-# (Eq. 4.2).
+# (Eq. :eq:`eq-autoencoding`).
 import os
 import time
 

@@ -9,13 +9,13 @@ how well a model handles the combinations it trained on. True out-of-domain
 ID data are. :class:`~compgen_sk.HeldOutCombinations` builds them: each split
 moves whole concept combinations to the validation part, and only those whose
 every single concept value still occurs in training — new combinations of known
-values, the definition of OOD in METHOD.md §1.
+values, the definition of OOD in :ref:`background-setting`.
 
 Here ``GridSearchCV`` tunes a ``Pipeline(GenerativeInverter, SlotProbe)`` on ID
 digit compositions with ``cv=HeldOutCombinations`` and ``groups=concepts``; the
 pipeline's score is the probe's readout accuracy on the validation images
-(METHOD.md §5). The images show two handwritten digits of classes 0–4 side by
-side. At the end the selected model is scored on the real OOD pairs,
+(:ref:`background-metrics`). The images show two handwritten digits of classes 0–4 side
+by side. At the end the selected model is scored on the real OOD pairs,
 which the search never saw.
 """
 
@@ -73,8 +73,8 @@ print(
 # ----------
 # Candidates: the decoder class (additive, with the inductive bias that lets it
 # render unseen combinations, or an unconstrained MLP) and whether to search the
-# slots at transform time (Eq. 4.3) or take the encoder's guess. ``refit`` picks
-# the readout score; the reconstruction R² of the validation images is recorded
+# slots at transform time (Eq. :eq:`eq-search`) or take the encoder's guess. ``refit``
+# picks the readout score; the reconstruction R² of the validation images is recorded
 # as a second metric. Changing ``search_steps`` does not change training, but
 # ``GridSearchCV`` refits every candidate; that is the price of the generic tool.
 pipeline = Pipeline(

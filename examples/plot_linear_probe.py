@@ -5,7 +5,7 @@ Linear probes on inferred slots
 A representation is useful downstream when simple readouts recover what is in
 the image. The standard test is a *linear probe*: freeze the representation,
 fit a linear model from it to a ground-truth concept on in-domain (ID) data,
-and score it on ID and out-of-domain (OOD) data (METHOD.md §5).
+and score it on ID and out-of-domain (OOD) data (:ref:`background-metrics`).
 
 With slots there are two ways to do it:
 
@@ -61,9 +61,10 @@ print("concepts:", list(y_id.columns))
 # %%
 # Slot-wise linear readout in a pipeline
 # --------------------------------------
-# Fitting the pipeline trains the generative inverter by autoencoding (Eq. 4.2),
-# infers the training slots by search (Eq. 4.3), and fits the probe on them. The
-# pipeline's ``score`` is the probe's mean accuracy over both digits.
+# Fitting the pipeline trains the generative inverter by autoencoding (Eq.
+# :eq:`eq-autoencoding`), infers the training slots by search (Eq. :eq:`eq-search`), and
+# fits the probe on them. The pipeline's ``score`` is the probe's mean accuracy over
+# both digits.
 pipeline = Pipeline(
     [
         (

@@ -6,15 +6,15 @@ The data come from a generator that sums one function per slot,
 ``x = f_1(z_1) + f_2(z_2)`` (:func:`~compgen_sk.datasets.make_additive`).
 In-domain (ID) samples have both slots close to the "diagonal" where the two
 slots are alike; out-of-domain (OOD) samples are new combinations of the same
-slot values (METHOD.md §1). Compositional generalization means representing the
-OOD samples correctly after training on ID samples only.
+slot values (:ref:`background-setting`). Compositional generalization means representing
+the OOD samples correctly after training on ID samples only.
 
 :class:`~compgen_sk.GenerativeInverter` trains an encoder and an *additive*
-decoder by autoencoding the ID data (METHOD.md Eq. 4.2), then represents any
+decoder by autoencoding the ID data (Eq. :eq:`eq-autoencoding`), then represents any
 sample by searching the slots that the frozen decoder renders into it, starting
-from the encoder's guess (Eq. 4.3). A :class:`~compgen_sk.SlotProbe` fitted on
-ID slots reads the true latents back; its R² on OOD samples is the
-compositional-generalization score (METHOD.md §5).
+from the encoder's guess (Eq. :eq:`eq-search`). A :class:`~compgen_sk.SlotProbe` fitted
+on ID slots reads the true latents back; its R² on OOD samples is the
+compositional-generalization score (:ref:`background-metrics`).
 """
 
 # %%
@@ -64,7 +64,8 @@ print(f"reconstruction R², OOD: {inverter.score(X_ood):.3f}")
 # :class:`~compgen_sk.EncoderBaseline` trains an encoder with an unconstrained
 # decoder and represents a sample by one forward pass: the non-generative
 # approach. Nothing ties its behaviour on unseen combinations to what it learned
-# on ID data (METHOD.md §2), so its OOD readout can fall far below its ID one.
+# on ID data (:ref:`background-decoders`), so its OOD readout can fall far below its ID
+# one.
 baseline = make_pipeline(
     EncoderBaseline(
         n_slots=2, slot_dim=2, max_epochs=3 if FAST else 50, random_state=0

@@ -5,14 +5,14 @@ Search versus encoder on out-of-domain images
 A slot autoencoder trained on in-domain (ID) images has two ways to represent a
 new image: the encoder's one-pass guess ``z0 = g(x)``, or a search for the slots
 that the frozen decoder renders into the image, ``z* = argmin_z ||x - f(z)||²``,
-started from that guess (METHOD.md Eq. 4.3).
+started from that guess (Eq. :eq:`eq-search`).
 
 On ID images the encoder already inverts the decoder: autoencoding trained it to
-(Eq. 4.2). On out-of-domain (OOD) images — new combinations of objects — nothing
-constrains the encoder, while an additive decoder can still render the
+(Eq. :eq:`eq-autoencoding`). On out-of-domain (OOD) images — new combinations of objects
+— nothing constrains the encoder, while an additive decoder can still render the
 combination, so search can find slots that reconstruct it. This example trains
 on two-sprite scenes whose objects are always alike (the "diagonal" support of
-Wiedemer et al. 2024, METHOD.md §6) and reconstructs scenes with two different
+Wiedemer et al. 2024, :ref:`background-data`) and reconstructs scenes with two different
 objects, before and after search.
 """
 
@@ -43,8 +43,8 @@ print(f"{len(X_train)} ID training, {len(X_test)} ID test, {len(X_ood)} OOD imag
 # -----------------------------------
 # An additive decoder renders each slot on its own and sums the renderings, the
 # inductive bias that lets it draw object combinations it never saw together
-# (METHOD.md §2). ``search_tol=0`` runs every search step, so that the effect of
-# the number of steps below is not hidden by early stopping.
+# (:ref:`background-decoders`). ``search_tol=0`` runs every search step, so that the
+# effect of the number of steps below is not hidden by early stopping.
 inverter = GenerativeInverter(
     n_slots=2,
     slot_dim=4,
@@ -82,7 +82,7 @@ for name, images in parts.items():
 # after search, and what each slot contributes to it. For an additive decoder
 # the slot renderings sum to the full rendering, so they show which object each
 # slot took. A CPU minute of training leaves the decoder's sprites blurry; the
-# reference works train for hundreds of GPU epochs (METHOD.md §6).
+# reference works train for hundreds of GPU epochs (:ref:`background-data`).
 n_show = 6
 shown = {"ID": X_test[:n_show], "OOD": X_ood[:n_show]}
 rows, labels = [], []

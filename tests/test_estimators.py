@@ -1,4 +1,4 @@
-"""scikit-learn conformance of the three slot estimators (issue 3, §3)."""
+"""scikit-learn conformance of the three slot estimators."""
 
 import copy
 import pickle

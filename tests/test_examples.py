@@ -16,7 +16,7 @@ import pytest
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("plot_*.py"))
-# The examples the gallery promises (issue: examples/); more may be added.
+# The examples the gallery promises; more may be added.
 MIN_EXAMPLES = 7
 # A fast-mode example takes seconds; this only stops a hung one.
 TIMEOUT_SECONDS = 300

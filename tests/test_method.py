@@ -1,4 +1,4 @@
-"""The method works, not only runs (issue 3, §4): tiny data, seconds each."""
+"""The method works, not only runs: tiny data, seconds each."""
 
 import numpy as np
 import pytest

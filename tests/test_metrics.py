@@ -1,4 +1,4 @@
-"""Metric correctness with known answers, and the scorers (issue 4, §1, §3, §5)."""
+"""Metric correctness with known answers, and the scorers."""
 
 import numpy as np
 import pandas as pd

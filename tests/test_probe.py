@@ -1,4 +1,4 @@
-"""SlotProbe and the end-to-end model-selection story (issue 4, §2, §4)."""
+"""SlotProbe and the end-to-end model-selection story."""
 
 import numpy as np
 import pandas as pd
@@ -216,7 +216,8 @@ def test_cross_validate_with_several_scorers(digits):
 
 
 def test_pipeline_scores_ood_readout_as_the_paper_does(digits):
-    """Fit on ID, score held-out combinations: the OOD readout of METHOD.md §5."""
+    """Fit on ID, score held-out combinations: the OOD readout of
+    :ref:`background-metrics`."""
     ood = digits.ood
     pipe = Pipeline(
         [

@@ -1,4 +1,7 @@
-"""Vector data from a random generator in the additive decoder class (METHOD.md §2)."""
+"""Vector data from a random generator in the additive decoder class.
+
+See :ref:`background-decoders` for that class.
+"""
 
 from __future__ import annotations
 
@@ -79,8 +82,8 @@ def make_additive(
     """Vector data from a random slot-additive generator, with an ID/OOD split.
 
     Latents ``z_k`` in ``[-1, 1]^slot_dim`` for each of ``n_slots`` slots are mapped
-    to ``n_features`` dimensions by ``x = sum_k f_k(z_k)`` (METHOD.md §2), plus
-    ``interaction`` times bounded pairwise terms ``g_ij(z_i, z_j)`` that take the
+    to ``n_features`` dimensions by ``x = sum_k f_k(z_k)`` (:ref:`background-decoders`),
+    plus ``interaction`` times bounded pairwise terms ``g_ij(z_i, z_j)`` that take the
     generator out of the additive class, plus Gaussian ``noise``. The functions are
     random one-hidden-layer tanh networks fixed by ``design_seed``; the samples are
     drawn with ``random_state``. For fast experiments and tests.

@@ -78,7 +78,8 @@ def make_digit_compositions(
     Cells sit side by side on a black canvas of height ``digit_size + 2 * jitter``
     and width ``n_slots`` times that. In-domain is a subset of class combinations
     in which every class appears in every slot; OOD images show the held-out class
-    combinations — the analogue of held-out animal x background pairs (METHOD.md §6).
+    combinations — the analogue of held-out animal x background pairs
+    (:ref:`background-data`).
 
     Parameters
     ----------

@@ -73,7 +73,7 @@ def load_pug(
     PUG: Animals (215,040 Unreal Engine renders of 70 animals on 64 backgrounds at
     several sizes, textures and camera angles) is not downloaded: point ``path`` at a
     folder holding its annotation CSV and the image files the CSV names. The two
-    slots are the animal and the background (METHOD.md §6); a random
+    slots are the animal and the background (:ref:`background-data`); a random
     ``holdout_fraction`` of the selected animal x background pairs is OOD, never one
     on the cyclic diagonal, so that every animal and every background occurs in ID.
 

@@ -177,9 +177,9 @@ def make_sprites(
 ):
     """Multi-object sprite images with an in-domain / out-of-domain split.
 
-    Spriteworld-style scenes (Wiedemer et al. 2024, METHOD.md §6): ``n_slots`` objects
-    on black, each with latents ``x, y`` (centre in [0.1, 0.9] x [0.2, 0.8] of the
-    image, ``y`` measured from the top), ``shape``, ``scale`` (side of the area-one
+    Spriteworld-style scenes (Wiedemer et al. 2024, :ref:`background-data`): ``n_slots``
+    objects on black, each with latents ``x, y`` (centre in [0.1, 0.9] x [0.2, 0.8] of
+    the image, ``y`` measured from the top), ``shape``, ``scale`` (side of the area-one
     shape relative to the image) and ``hue`` (HSV colour at full saturation and
     value). Rendered for the whole batch at once with anti-aliased edges; later
     objects are drawn over earlier ones.

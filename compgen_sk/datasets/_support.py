@@ -1,4 +1,6 @@
-"""Latent supports with an in-domain / out-of-domain split (METHOD.md §1, §6).
+"""Latent supports with an in-domain / out-of-domain split.
+
+See :ref:`background-setting` and :ref:`background-data`.
 
 Every generator in :mod:`compgen_sk.datasets` describes its per-slot latents with a
 :class:`LatentSpec`, samples *unit coordinates* ``u`` in ``[0, 1]^(n, K, L)`` with

@@ -633,7 +633,8 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         """Infer slots: the encoder's guess, refined by ``search_steps`` of
-        gradient search on the decoder where the estimator searches (Eq. 4.3).
+        gradient search on the decoder where the estimator searches (Eq.
+        :eq:`eq-search`).
 
         Parameters
         ----------

@@ -1,4 +1,4 @@
-"""skorch nets whose loss composes the terms of METHOD.md §3."""
+"""skorch nets whose loss composes the terms of :ref:`background-inversion`."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ class SlotAutoencoderNet(NeuralNet):
     differs from skorch's :class:`~skorch.NeuralNet`.
 
     The loss is the reconstruction error (per-element mean squared error,
-    Eq. 4.2, of errors divided by ``reconstruction_scale``: with the data's
-    root mean square deviation there, it is the fraction of variance left
+    Eq. :eq:`eq-autoencoding`, of errors divided by ``reconstruction_scale``: with the
+    data's root mean square deviation there, it is the fraction of variance left
     unexplained, 1 - R², and stays finite for data of any magnitude), plus ``beta``
     times the KL term per feature when the encoder has a VAE head, plus
     ``interaction_weight`` times the decoder's interaction penalty where it

@@ -17,11 +17,11 @@ from ._nets import SlotAutoencoderNet
 class EncoderBaseline(SlotEstimatorBase):
     """An encoder trained on in-domain data; ``transform`` is one forward pass.
 
-    The non-generative approach of METHOD.md §1–2: ``phi = g(x)``. With
-    ``objective="autoencoder"`` the encoder is trained jointly with an
-    unconstrained MLP decoder (no inductive bias) by autoencoding; with
-    ``objective="supervised"`` it regresses the ground-truth latents, slot
-    ``k`` predicting true slot ``k`` through a linear readout. Nothing in either
+    The non-generative approach of :ref:`background-setting`,
+    :ref:`background-decoders`: ``phi = g(x)``. With ``objective="autoencoder"`` the
+    encoder is trained jointly with an unconstrained MLP decoder (no inductive bias) by
+    autoencoding; with ``objective="supervised"`` it regresses the ground-truth latents,
+    slot ``k`` predicting true slot ``k`` through a linear readout. Nothing in either
     objective guarantees that the encoder handles unseen slot combinations.
 
     Parameters

@@ -16,12 +16,12 @@ from ._nets import SlotAutoencoderNet
 class GenerativeInverter(SlotEstimatorBase):
     """Slot autoencoder whose representation inverts the decoder by search.
 
-    ``fit`` trains a slot encoder and a decoder by autoencoding (METHOD.md
-    Eq. 4.2); the decoder carries the inductive bias (slots that interact in a
-    limited way) that lets it render combinations never seen in training.
-    ``transform`` takes the encoder's guess and refines it by batched gradient
-    search on the frozen decoder, ``argmin_z ||x - f(z)||^2`` (Eq. 4.3): the
-    encoder may fail on out-of-domain combinations, the decoder need not.
+    ``fit`` trains a slot encoder and a decoder by autoencoding (Eq.
+    :eq:`eq-autoencoding`); the decoder carries the inductive bias (slots that interact
+    in a limited way) that lets it render combinations never seen in training.
+    ``transform`` takes the encoder's guess and refines it by batched gradient search on
+    the frozen decoder, ``argmin_z ||x - f(z)||^2`` (Eq. :eq:`eq-search`): the encoder
+    may fail on out-of-domain combinations, the decoder need not.
 
     Parameters
     ----------
@@ -30,9 +30,9 @@ class GenerativeInverter(SlotEstimatorBase):
     slot_dim : int, default=4
         Dimension of each slot.
     decoder : {"additive", "masked", "transformer", "mlp"}, default="additive"
-        Decoder class (METHOD.md §4): slots summed, composited by softmax masks,
-        mixed by cross-attention with an interaction penalty, or an unconstrained
-        MLP on the concatenated slots (no inductive bias).
+        Decoder class (:ref:`background-decoder-classes`): slots summed, composited by
+        softmax masks, mixed by cross-attention with an interaction penalty, or an
+        unconstrained MLP on the concatenated slots (no inductive bias).
     decoder_params : dict or None, default=None
         Decoder options, e.g. ``{"renderer": "conv", "channels": 32}`` or
         ``{"shared": True}`` for additive/masked decoders, ``{"embed_dim": 64,
@@ -49,7 +49,8 @@ class GenerativeInverter(SlotEstimatorBase):
     beta : float >= 0, default=1.0
         Weight of the KL term when ``vae=True``.
     interaction_weight : float >= 0, default=0.0
-        Weight of the transformer decoder's interaction penalty (METHOD.md §4).
+        Weight of the transformer decoder's interaction penalty
+        (:ref:`background-decoder-classes`).
     consistency_weight : float >= 0, default=0.0
         Weight of the compositional-consistency loss (Wiedemer et al. 2024):
         recombined slots are decoded, re-encoded and matched; only the encoder

@@ -34,7 +34,7 @@ class ReplayEncoder(SlotEstimatorBase):
     infers the in-domain slots of X with its encoder, and trains a new encoder
     on pairs ``(f(z~), z~)`` where the slots of ``z~`` are drawn independently
     from the per-slot marginals of the inferred slots — mostly combinations
-    never seen in X — and ``f`` is the frozen decoder (METHOD.md Eq. 4.4).
+    never seen in X — and ``f`` is the frozen decoder (Eq. :eq:`eq-replay`).
     Every epoch renders fresh pairs. Inference is one forward pass, optionally
     refined by search on the generator's decoder.
 

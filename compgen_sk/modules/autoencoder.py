@@ -9,7 +9,9 @@ from .encoders import gaussian_kl
 
 
 class SlotAutoencoder(nn.Module):
-    """A slot encoder and a decoder, trained by autoencoding (METHOD.md Eq. 4.2).
+    """A slot encoder and a decoder, trained by autoencoding.
+
+    The objective is Eq. :eq:`eq-autoencoding`.
 
     ``forward`` returns a dict of the terms a loss may need: ``reconstruction``,
     ``slots`` (the posterior means), ``kl`` per sample when the encoder has a VAE

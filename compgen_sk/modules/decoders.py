@@ -1,4 +1,4 @@
-"""Slot decoders with different inductive biases (METHOD.md §4).
+"""Slot decoders with different inductive biases (:ref:`background-decoder-classes`).
 
 Every decoder maps slots ``z`` of shape (n, K, d) to outputs of shape
 ``(n, *output_shape)``, where ``output_shape`` is ``(C, H, W)`` for images or
