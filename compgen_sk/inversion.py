@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
-from torch.utils.data import Dataset
+from torch.utils.data import IterableDataset
 
 __all__ = [
     "ReplayStream",
@@ -27,6 +27,8 @@ __all__ = [
 
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
+# Pairs rendered together when a ReplayStream is iterated pair by pair.
+_STREAM_BATCH = 256
 # Above this many slots, enumerating slot permutations costs more than Hungarian.
 _MAX_SLOTS_ENUMERATED = 6
 
@@ -259,12 +261,14 @@ def consistency_loss(encoder, decoder, slots, mode="shuffle"):
     return matched_slot_mse(encoder(rendered), target) / scale
 
 
-class ReplayStream(Dataset):
+class ReplayStream(IterableDataset):
     """Freshly rendered replay pairs ``(f(z~), z~)``, ``n_replay`` per pass.
 
     Every pass over the stream draws new recombined slots with
-    :func:`sample_recombinations` and renders them with the frozen ``decoder`` in
-    batches; iterate it with :meth:`iter_batches`.
+    :func:`sample_recombinations` and renders them with the frozen ``decoder``;
+    :meth:`iter_batches` yields whole rendered batches (the fast way), and
+    iterating the stream itself yields single pairs, as an
+    :class:`~torch.utils.data.IterableDataset` does.
 
     Parameters
     ----------
@@ -286,8 +290,9 @@ class ReplayStream(Dataset):
     def __len__(self):
         return self.n_replay
 
-    def __getitem__(self, index):
-        raise TypeError("ReplayStream is read in batches: use iter_batches().")
+    def __iter__(self):
+        for renderings, slots in self.iter_batches(_STREAM_BATCH):
+            yield from zip(renderings, slots)
 
     def iter_batches(self, batch_size):
         """Yield ``(rendering, slots)`` batches of fresh recombinations.

@@ -405,7 +405,8 @@ def make_slot_scorer(metric="readout", **options):
         - ``"reconstruction"``: :func:`reconstruction_r2` of X.
     **options
         Keyword arguments of :func:`slot_identifiability_score` (``readout``,
-        ``categorical``, ``random_state``).
+        ``categorical``, ``random_state``); ``random_state`` defaults to 0 here,
+        so that cross-validated scores are reproducible.
 
     Returns
     -------
@@ -454,7 +455,8 @@ class _IdentifiabilityScorer:
                 f"Unknown identifiability options {sorted(unknown)}; use readout, "
                 "categorical, random_state."
             )
-        self.options = options
+        # Seeded unless told otherwise, so that cross-validated scores repeat.
+        self.options = {"random_state": 0, **options}
 
     def __call__(self, estimator, X, y=None):
         if y is None:

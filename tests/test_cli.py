@@ -208,3 +208,22 @@ def test_convergence_warnings_become_log_lines(recwarn):
     notes = [line for line in lines if line.startswith("  note (encoder-autoencoder)")]
     assert len(notes) >= 1 and "training R²" in " ".join(notes)
     assert not [w for w in recwarn if "ConvergenceWarning" in w.category.__name__]
+
+
+def test_with_params_copies_instead_of_changing_a_fitted_estimator():
+    import warnings
+
+    from compgen_sk import GenerativeInverter
+    from compgen_sk.compare import with_params
+    from compgen_sk.datasets import make_additive
+
+    X, _ = make_additive(60, n_slots=2, return_X_y=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = GenerativeInverter(
+            n_slots=2, slot_dim=2, max_epochs=1, search_steps=3, random_state=0
+        ).fit(X)
+    encoder_only = with_params(model, search_steps=0)
+    assert model.search_steps == 3 and encoder_only.search_steps == 0
+    assert encoder_only.net_ is model.net_
+    assert (encoder_only.transform(X) == model.encode(X)).all()

@@ -333,3 +333,11 @@ def test_scorers_that_need_y_say_so(fitted):
         make_slot_scorer("readout")(est, X)
     with pytest.raises(ValueError, match="needs y"):
         identifiability_scorer(est, X)
+
+
+def test_identifiability_scorer_is_reproducible(fitted):
+    est, X = fitted
+    z = np.random.default_rng(0).normal(size=(len(X), 2, 1))
+    first = identifiability_scorer(est, X, z)
+    assert identifiability_scorer(est, X, z) == first
+    assert "random_state=0" in repr(identifiability_scorer)

@@ -222,3 +222,44 @@ def test_data_of_huge_magnitude_train_and_score_like_unit_data(easy):
     np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-3)
     np.testing.assert_allclose(a.transform(easy), b.transform(easy * 1e30), atol=1e-3)
     assert b.score(easy * 1e30) == pytest.approx(a.score(easy), abs=1e-3)
+
+
+def test_validation_split_follows_random_state(easy):
+    def split_seed(seed):
+        model = _baseline(max_epochs=1, validation_fraction=0.2, random_state=seed)
+        return _fit_quietly(model, easy).net_.train_split.random_state
+
+    assert split_seed(0) == split_seed(0)
+    assert split_seed(0) != split_seed(1)
+
+
+def test_loss_terms_are_recorded_as_floats(easy):
+    model = _fit_quietly(
+        GenerativeInverter(n_slots=2, slot_dim=1, max_epochs=2, **SMALL), easy
+    )
+    batches = model.net_.history[-1, "batches"]
+    assert batches and all(
+        type(value) is float
+        for batch in batches
+        for key, value in batch.items()
+        if key.startswith("train_") and key != "train_batch_size"
+    )
+
+
+def test_replay_stream_is_an_iterable_dataset_and_its_loader_is_strict(easy):
+    import torch
+    from torch.utils.data import IterableDataset
+
+    from compgen_sk.estimators._loaders import StreamLoader
+    from compgen_sk.inversion import ReplayStream
+
+    decoder = torch.nn.Flatten()
+    stream = ReplayStream(decoder, torch.zeros(10, 2, 3), n_replay=5)
+    assert isinstance(stream, IterableDataset)
+    pairs = list(stream)
+    assert len(pairs) == 5 and pairs[0][0].shape == (6,)
+    assert pairs[0][1].shape == (2, 3)
+    with pytest.raises(ValueError, match="fixed order"):
+        StreamLoader(stream, batch_size=2, shuffle=False)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        StreamLoader(stream, batch_size=2, num_workers=2)

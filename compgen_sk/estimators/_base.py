@@ -385,7 +385,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
             iterator_train=BatchLoader,
             iterator_train__shuffle=True,
             iterator_valid=BatchLoader,
-            train_split=ValidSplit(fraction, random_state=0) if fraction else None,
+            train_split=self._validation_split(fraction),
             callbacks=self._training_callbacks(),
             device=self._device(),
             verbose=self.verbose,
@@ -393,6 +393,14 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         settings.update(optimizer_params)
         settings.update(kwargs)
         return net_class(**settings)
+
+    def _validation_split(self, fraction):
+        """skorch's ValidSplit holding out ``fraction`` of X, drawn from the
+        seeded torch generator, so that it follows ``random_state``."""
+        if not fraction:
+            return None
+        seed = int(torch.randint(np.iinfo(np.int32).max, (1,)))
+        return ValidSplit(fraction, random_state=seed)
 
     def _training_callbacks(self):
         """The user's callbacks, then the default training control, each under

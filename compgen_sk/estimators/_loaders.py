@@ -58,12 +58,27 @@ class StreamLoader:
     """Batches of a dataset that produces whole batches itself (``iter_batches``).
 
     Used for :class:`~compgen_sk.inversion.ReplayStream`, which renders fresh
-    samples every pass.
+    samples every pass, so every pass is already in a new random order.
+
+    Parameters
+    ----------
+    dataset : ReplayStream
+        Any object with ``iter_batches(batch_size)`` and ``__len__``.
+    batch_size : int
+    shuffle : bool, default=True
+        Must be True (the stream cannot be read in a fixed order); accepted
+        because skorch passes the training iterator's ``shuffle``.
     """
 
-    def __init__(self, dataset, batch_size=128, **ignored):
+    def __init__(self, dataset, batch_size=128, shuffle=True):
+        if not shuffle:
+            raise ValueError(
+                "A replay stream renders fresh random samples every pass; it "
+                "cannot be read in a fixed order (shuffle=False)."
+            )
         self.dataset = dataset
         self.batch_size = batch_size
+        self.shuffle = shuffle
 
     def __len__(self):
         return math.ceil(len(self.dataset) / self.batch_size)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback
 from skorch.utils import to_tensor
@@ -85,10 +86,28 @@ class SlotAutoencoderNet(NeuralNet):
             )
         loss = 0.0
         for name, (weight, value) in terms.items():
-            self.history.record_batch(prefix + name, value.item())
+            # A detached tensor: turned into a float once per epoch
+            # (on_epoch_end), not once per batch, which would sync a GPU.
+            self.history.record_batch(prefix + name, value.detach())
             if weight:
                 loss = loss + weight * value
         return loss
+
+    def on_epoch_end(self, net, **kwargs):
+        """Turn the epoch's recorded loss terms into floats, with one
+        device-to-host copy for the whole epoch."""
+        batches = self.history[-1, "batches"]
+        cells = [
+            (batch, key)
+            for batch in batches
+            for key, value in batch.items()
+            if isinstance(value, torch.Tensor)
+        ]
+        if cells:
+            values = torch.stack([batch[key] for batch, key in cells]).tolist()
+            for (batch, key), value in zip(cells, values):
+                batch[key] = value
+        super().on_epoch_end(net, **kwargs)
 
 
 class DivergenceError(FloatingPointError):

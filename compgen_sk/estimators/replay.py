@@ -45,8 +45,10 @@ class ReplayEncoder(SlotEstimatorBase):
     generator : GenerativeInverter or None, default=None
         A fitted generator is used as is (never refitted); an unfitted one is
         cloned and fitted on X; None fits ``GenerativeInverter(device=device,
-        random_state=random_state)``. Tune it through ``generator__max_epochs``
-        and the like.
+        random_state=random_state)`` at its defaults. To tune the generator,
+        pass an unfitted :class:`GenerativeInverter`: its parameters are then
+        nested ones (``generator__max_epochs`` and the like) for ``set_params``
+        and :class:`~sklearn.model_selection.GridSearchCV`.
     n_replay : int or None, default=None
         Replayed pairs per epoch; None uses the number of samples in X.
     replay_epochs : int, default=30
