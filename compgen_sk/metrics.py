@@ -21,9 +21,10 @@ import torch
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._readout import concepts_from_table, match_slots, score_matrix, split_slots
+from ._sklearn_compat import check_sample_weight
 from ._torch import eval_mode
 
 __all__ = [
@@ -203,7 +204,7 @@ def reconstruction_r2_score(X, X_hat, *, sample_weight=None):
     if sample_weight is None:
         w = np.ones(len(X))
     else:
-        w = _check_sample_weight(sample_weight, X)
+        w = check_sample_weight(sample_weight, X)
     mean = np.average(X, axis=0, weights=w)
     residual, spread = X - X_hat, X - mean
     sse = w @ np.einsum("ij,ij->i", residual, residual, dtype=np.float64)

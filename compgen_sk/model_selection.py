@@ -8,10 +8,12 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import BaseCrossValidator
-from sklearn.model_selection._split import GroupsConsumerMixin
-from sklearn.utils import _safe_indexing, check_random_state, indexable
-from sklearn.utils._param_validation import (
+from sklearn.utils import check_random_state, indexable
+
+from ._sklearn_compat import (
+    GroupsConsumerMixin,
     Interval,
+    safe_indexing,
     validate_parameter_constraints,
     validate_params,
 )
@@ -252,5 +254,5 @@ def train_test_split_combinations(*arrays, concepts, test_size=0.25, random_stat
     return [
         part
         for a in arrays
-        for part in (_safe_indexing(a, train), _safe_indexing(a, test))
+        for part in (safe_indexing(a, train), safe_indexing(a, test))
     ]

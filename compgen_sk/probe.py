@@ -6,11 +6,9 @@ from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import (
-    _check_sample_weight,
     check_is_fitted,
     validate_data,
 )
@@ -22,6 +20,13 @@ from ._readout import (
     readout_score,
     score_matrix,
     split_slots,
+)
+from ._sklearn_compat import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    _fit_context,
+    check_sample_weight,
 )
 
 __all__ = ["SlotProbe"]
@@ -256,7 +261,7 @@ class SlotProbe(BaseEstimator):
                 f"y has {len(concepts[0].values)} samples but X has {len(slots)}."
             )
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, slots)
+            sample_weight = check_sample_weight(sample_weight, slots)
         scores = [
             readout_score(
                 c,

@@ -15,12 +15,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._available_if import available_if
-from sklearn.utils._param_validation import (
-    Interval,
-    StrOptions,
-    validate_parameter_constraints,
-)
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import (
     _check_feature_names,
     check_array,
@@ -36,6 +31,7 @@ from skorch.callbacks import (
 from skorch.dataset import ValidSplit
 from torch import nn
 
+from .._sklearn_compat import Interval, StrOptions, validate_parameter_constraints
 from .._torch import eval_mode, resolve_device
 from ..inversion import search_latents
 from ..metrics import reconstruction_r2_score

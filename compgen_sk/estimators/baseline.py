@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import _fit_context
 from sklearn.metrics import r2_score
-from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._concepts import slot_targets
+from .._sklearn_compat import StrOptions, _fit_context
 from ..modules import SlotAutoencoder, SlotRegressor
 from ._base import SlotEstimatorBase
 from ._nets import SlotAutoencoderNet

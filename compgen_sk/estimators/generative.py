@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from numbers import Real
 
-from sklearn.base import _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._sklearn_compat import Interval, StrOptions, _fit_context
 from ..modules import DECODERS, SlotAutoencoder
 from ._base import SlotEstimatorBase, _positive_int
 from ._nets import SlotAutoencoderNet

@@ -6,12 +6,12 @@ import copy
 from numbers import Integral
 
 import torch
-from sklearn.base import _fit_context, clone
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from .._sklearn_compat import Interval, StrOptions, _fit_context
 from ..inversion import ReplayStream
 from ._base import SlotEstimatorBase, _positive_int
 from ._loaders import StreamLoader
