@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 def slot_of_column(name):
     """The slot a concept column belongs to: its name up to the first ``"_"``.
@@ -23,9 +25,23 @@ def group_columns(columns):
 
 
 def is_categorical(series):
-    return not pd.api.types.is_numeric_dtype(series) or isinstance(
-        series.dtype, pd.CategoricalDtype
+    """Categorical, object, string and bool columns are categorical concepts."""
+    return (
+        not pd.api.types.is_numeric_dtype(series)
+        or pd.api.types.is_bool_dtype(series)
+        or isinstance(series.dtype, pd.CategoricalDtype)
     )
+
+
+def check_unique_columns(frame):
+    """Raise on duplicate column names: concepts are named by their columns."""
+    names = [str(c) for c in frame.columns]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(
+            f"y has duplicate concept columns {duplicates}; every concept needs a "
+            "name of its own."
+        )
 
 
 def column_categories(series):
@@ -43,14 +59,13 @@ def _numeric_block(series, categories):
     """A float block for one concept: one-hot over ``categories`` for a
     categorical concept, the value for a continuous one (``categories=None``)."""
     if categories is None:
-        if not pd.api.types.is_numeric_dtype(series) or isinstance(
-            series.dtype, pd.CategoricalDtype
-        ):
+        values = pd.to_numeric(np.asarray(series, dtype=object), errors="coerce")
+        if np.isnan(values).any():
             raise ValueError(
                 f"Concept column {series.name!r} was continuous at fit, but y gives "
                 "it non-numeric values."
             )
-        return series.to_numpy(dtype=np.float32)[:, None]
+        return np.asarray(values, dtype=np.float32)[:, None]
     codes = pd.Categorical(series, categories=categories).codes
     if (codes < 0).any():
         unseen = sorted({str(v) for v in series[codes < 0]})
@@ -82,6 +97,7 @@ def slot_targets(y, n_slots, categories=None):
     if isinstance(y, pd.DataFrame):
         if y.isna().to_numpy().any():
             raise ValueError("y contains missing values (NaN).")
+        check_unique_columns(y)
         columns = [str(c) for c in y.columns]
         if categories is None:
             categories = {
@@ -114,6 +130,11 @@ def slot_targets(y, n_slots, categories=None):
             raise ValueError(
                 f"y must hold numbers (latents) or be a concept table; got an "
                 f"array of dtype {targets.dtype}."
+            )
+        if np.abs(targets).max(initial=0) > _FLOAT32_MAX:
+            raise ValueError(
+                "y has values beyond the float32 range that the networks compute "
+                "in; rescale y."
             )
         targets = targets.astype(np.float32)
         if targets.ndim == 2:

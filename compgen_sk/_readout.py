@@ -17,12 +17,12 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import r2_score
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ._concepts import group_columns, is_categorical
+from ._concepts import check_unique_columns, group_columns, is_categorical
 
 READOUTS = ("linear", "mlp")
 _MLP_HIDDEN = (64,)
@@ -54,6 +54,7 @@ def concepts_from_table(y, categorical="auto"):
     if isinstance(y, pd.DataFrame):
         if y.isna().to_numpy().any():
             raise ValueError("y contains missing values (NaN).")
+        check_unique_columns(y)
         groups = group_columns(y.columns)
         concepts = [
             Concept(
@@ -171,7 +172,10 @@ def make_readout(readout, categorical, random_state=None):
 def readout_score(concept, truth, prediction, sample_weight=None):
     """Accuracy for a categorical concept, R² for a continuous one."""
     if concept.categorical:
-        return float(accuracy_score(truth, prediction, sample_weight=sample_weight))
+        # Python equality per sample: labels of another type than predicted
+        # (1.0 for 1) match, and labels never predicted count as errors.
+        hits = [t == p for t, p in zip(np.asarray(truth).tolist(), prediction.tolist())]
+        return float(np.average(np.asarray(hits, dtype=float), weights=sample_weight))
     if np.var(truth) == 0:
         return 1.0 if np.allclose(truth, prediction) else 0.0
     return float(r2_score(truth, prediction, sample_weight=sample_weight))

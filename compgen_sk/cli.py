@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 
@@ -31,8 +30,10 @@ def _positive_float(text):
         value = float(text)
     except ValueError:
         value = None
-    if value is None or not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    if value is None or not 0 < value <= _MAX_FLOAT32:
+        raise argparse.ArgumentTypeError(
+            f"expected a number in (0, {_MAX_FLOAT32:.3g}], got {text!r}"
+        )
     return value
 
 
@@ -48,11 +49,13 @@ def _nonzero_int(text):
 
 
 _positive_int = _int_at_least(1, "a positive integer")
+# Learning rates beyond float32's range overflow in the optimizer.
+_MAX_FLOAT32 = 3.4028234663852886e38
 _non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
 def build_parser():
-    from .compare import DATASETS, METHODS, Settings
+    from .compare import DATASETS, METHODS, PROBES, Settings
 
     defaults = Settings()
     parser = argparse.ArgumentParser(
@@ -106,7 +109,7 @@ def build_parser():
     compare.add_argument(
         "--search-steps", type=_non_negative_int, default=defaults.search_steps
     )
-    compare.add_argument("--probe", choices=("mlp", "linear"), default=defaults.probe)
+    compare.add_argument("--probe", choices=PROBES, default=defaults.probe)
     compare.add_argument(
         "--device", default=defaults.device, help="cpu, cuda, cuda:1 …"
     )

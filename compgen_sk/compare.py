@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import tempfile
 import time
 import warnings
@@ -26,6 +27,7 @@ from skorch.callbacks import ProgressBar
 from ._torch import resolve_device
 from .datasets import load_pug, make_additive, make_digit_compositions, make_sprites
 from .estimators import EncoderBaseline, GenerativeInverter, ReplayEncoder
+from .estimators._base import check_parameters
 from .probe import SlotProbe
 
 DATASETS = ("digits", "sprites", "additive", "pug")
@@ -98,6 +100,18 @@ class Settings:
 
 
 PROBES = ("mlp", "linear")
+#: Files that a comparison writes into its output folder.
+OUTPUT_FILES = (
+    "results.csv",
+    "summary.csv",
+    "scores.png",
+    "ood_reconstructions.png",
+    "replay_samples.png",
+    "slot_renderings.png",
+    "data_efficiency.png",
+)
+# Learning rates beyond float32's range overflow in the optimizer.
+_MAX_LR = float(np.finfo(np.float32).max)
 
 
 def _is_int(value, low):
@@ -119,13 +133,7 @@ def check_settings(settings, out=None):
     s = settings
     if s.dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {s.dataset!r}.")
-    unknown = [m for m in s.methods if m not in METHODS]
-    if unknown or not s.methods:
-        raise ValueError(
-            f"Unknown methods {unknown}; use any of {list(METHODS)}."
-            if unknown
-            else f"No methods given; use any of {list(METHODS)}."
-        )
+    _check_list("methods", s.methods, lambda m: m in METHODS, f"any of {list(METHODS)}")
     for name, low in (("n_samples", 1), ("epochs", 1), ("slot_dim", 1)):
         if not _is_int(getattr(s, name), low):
             raise ValueError(
@@ -135,37 +143,116 @@ def check_settings(settings, out=None):
         raise ValueError(
             f"search_steps must be an integer >= 0, got {s.search_steps!r}."
         )
-    if s.image_size is not None and not _is_int(s.image_size, 1):
-        raise ValueError(
-            f"image_size must be a positive integer or None, got {s.image_size!r}."
-        )
-    if not (isinstance(s.lr, Real) and math.isfinite(s.lr) and s.lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {s.lr!r}.")
+    if not _is_real(s.lr) or not 0 < s.lr <= _MAX_LR:
+        raise ValueError(f"lr must be a number in (0, {_MAX_LR:.3g}], got {s.lr!r}.")
     if s.probe not in PROBES:
         raise ValueError(f"probe must be one of {PROBES}, got {s.probe!r}.")
-    if not s.seeds or not all(_is_int(seed, 0) for seed in s.seeds):
-        raise ValueError(f"seeds must be one or more integers >= 0, got {s.seeds!r}.")
-    if s.n_train is not None and (
-        not s.n_train or not all(_is_int(n, 1) for n in s.n_train)
-    ):
-        raise ValueError(
-            f"n_train must be positive integers or None, got {s.n_train!r}."
-        )
-    if s.n_jobs is not None and (not _is_int(abs(s.n_jobs), 1)):
-        raise ValueError(f"n_jobs must be a nonzero integer or None, got {s.n_jobs!r}.")
+    _check_list("seeds", s.seeds, lambda v: _is_int(v, 0), "integers >= 0")
+    if s.n_train is not None:
+        _check_list("n_train", s.n_train, lambda v: _is_int(v, 1), "integers >= 1")
     resolve_device(s.device)
-    if s.dataset == "pug":
-        if s.data_dir is None:
-            raise ValueError("dataset 'pug' needs --data-dir, a local copy of PUG.")
-        if not Path(s.data_dir).is_dir():
-            raise ValueError(f"data_dir {str(s.data_dir)!r} is not an existing folder.")
+    _check_dataset_options(s)
+    _check_extra(s)
     if out is not None:
+        if not str(out).strip():
+            raise ValueError("The output folder is empty; name a folder.")
         _check_writable(Path(out))
+
+
+def _is_real(value):
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _check_list(name, values, valid, what):
+    """``values`` must be a non-empty tuple or list of distinct valid items."""
+    if not isinstance(values, tuple | list) or not values:
+        raise ValueError(f"{name} must be a non-empty list of {what}, got {values!r}.")
+    bad = [v for v in values if not valid(v)]
+    if bad:
+        raise ValueError(f"{name} must be {what}; got {bad}.")
+    if len(set(values)) != len(values):
+        repeated = sorted({v for v in values if list(values).count(v) > 1})
+        raise ValueError(f"{name} are repeated: {repeated}; give each once.")
+
+
+def _check_dataset_options(s):
+    """Options that apply to some data sets only must not be given to others."""
+    if s.image_size is not None:
+        if s.dataset == "additive":
+            raise ValueError("image_size does not apply to dataset 'additive'.")
+        if not _is_int(s.image_size, 1):
+            raise ValueError(
+                f"image_size must be a positive integer or None, got {s.image_size!r}."
+            )
+    if s.dataset != "pug":
+        given = [name for name in ("data_dir", "n_jobs") if getattr(s, name)]
+        if given:
+            raise ValueError(
+                f"{' and '.join(given)} apply to dataset 'pug' only, not to "
+                f"{s.dataset!r}."
+            )
+        return
+    if s.data_dir is None:
+        raise ValueError("dataset 'pug' needs --data-dir, a local copy of PUG.")
+    if not Path(s.data_dir).is_dir():
+        raise ValueError(f"data_dir {str(s.data_dir)!r} is not an existing folder.")
+    if s.n_jobs is not None and not (_is_int(s.n_jobs, -(2**31)) and s.n_jobs != 0):
+        raise ValueError(f"n_jobs must be a nonzero integer or None, got {s.n_jobs!r}.")
+
+
+# Constructor parameters that the comparison sets itself, from other settings.
+_SET_BY_COMPARE = {
+    "n_slots",
+    "slot_dim",
+    "max_epochs",
+    "replay_epochs",
+    "lr",
+    "device",
+    "random_state",
+    "callbacks",
+    "decoder",
+    "search_steps",
+    "objective",
+    "generator",
+    "verbose",
+}
+
+
+def _check_extra(s):
+    """``extra`` parameters must be valid for every estimator the methods use."""
+    if not isinstance(s.extra, dict):
+        raise ValueError(f"extra must be a dict of parameters, got {s.extra!r}.")
+    clash = sorted(set(s.extra) & _SET_BY_COMPARE)
+    if clash:
+        raise ValueError(
+            f"extra must not set {clash}: the comparison sets them from its own "
+            "settings (epochs, slot_dim, lr, device, seeds, search_steps, …)."
+        )
+    classes = (
+        {EncoderBaseline} if any(m.startswith("encoder") for m in s.methods) else set()
+    )
+    if any(not m.startswith("encoder") for m in s.methods):
+        classes.add(GenerativeInverter)
+    if any(m.startswith("replay") for m in s.methods):
+        classes.add(ReplayEncoder)
+    for cls in sorted(classes, key=lambda c: c.__name__):
+        unknown = sorted(set(s.extra) - set(cls().get_params(deep=False)))
+        if unknown:
+            raise ValueError(
+                f"extra has parameters that {cls.__name__} does not take: {unknown}."
+            )
+        check_parameters(cls(**s.extra))
 
 
 def _check_writable(out):
     if out.exists() and not out.is_dir():
         raise ValueError(f"The output folder {str(out)!r} is an existing file.")
+    for name in OUTPUT_FILES:
+        target = out / name
+        if target.exists() and (not target.is_file() or not os.access(target, os.W_OK)):
+            raise ValueError(
+                f"Cannot write {str(target)!r}: it is a folder or a read-only file."
+            )
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
@@ -211,8 +298,6 @@ def load_split(settings, seed):
     elif s.dataset == "additive":
         bunch = make_additive(s.n_samples, split="all", random_state=seed)
     elif s.dataset == "pug":
-        if s.data_dir is None:
-            raise ValueError("dataset 'pug' needs --data-dir, a local copy of PUG.")
         bunch = load_pug(
             s.data_dir,
             image_size=s.image_size or 32,

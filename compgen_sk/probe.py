@@ -81,6 +81,9 @@ class SlotProbe(BaseEstimator):
     concept_names_ : list of str
     concept_slots_ : ndarray of int
         The true slot of each concept.
+    concept_classes_ : dict
+        Labels seen at fit of every categorical concept (a y at ``score``
+        with none of them raises; single unseen labels count as errors).
     categorical_ : ndarray of bool
         Whether each concept is categorical (scored by accuracy; a category not
         seen at fit counts as an error) or continuous (scored by R²); fixed at
@@ -197,6 +200,11 @@ class SlotProbe(BaseEstimator):
         self.concept_names_ = [c.name for c in concepts]
         self.concept_slots_ = np.array([c.slot for c in concepts])
         self.categorical_ = np.array([c.categorical for c in concepts])
+        self.concept_classes_ = {
+            c.name: sorted(set(np.asarray(c.values).tolist()), key=repr)
+            for c in concepts
+            if c.categorical
+        }
         self.target_shape_ = _target_shape(y)
         self.true_slot_names_ = true_slots
         return self
@@ -255,6 +263,13 @@ class SlotProbe(BaseEstimator):
                     f"Concept {concept.name!r} was continuous at fit, but y gives it "
                     "non-numeric values."
                 )
+            if categorical:
+                known = self.concept_classes_[concept.name]
+                if not set(np.asarray(concept.values).tolist()) & set(known):
+                    raise ValueError(
+                        f"Concept {concept.name!r} has none of the labels seen at "
+                        f"fit ({known[:5]}…) in y; pass its labels as at fit."
+                    )
         slots = self._slots(X, reset=False)
         if len(concepts[0].values) != len(slots):
             raise ValueError(

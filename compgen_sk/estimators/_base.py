@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import math
 import warnings
 from numbers import Integral, Real
@@ -16,11 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import (
-    _check_feature_names,
-    check_array,
-    check_is_fitted,
-)
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from skorch import NeuralNet
 from skorch.callbacks import (
     Callback,
@@ -81,6 +78,16 @@ def _positive_int(low=1):
     return [Interval(Integral, low, None, closed="left")]
 
 
+def check_parameters(estimator):
+    """Validate an estimator's parameters against its declared constraints,
+    as ``fit`` does first (for callers that must fail before any fit)."""
+    validate_parameter_constraints(
+        estimator._parameter_constraints,
+        estimator.get_params(deep=False),
+        caller_name=type(estimator).__name__,
+    )
+
+
 def _warn_if_channels_last(sample_shape):
     """Warn when images (C, H, W) look like channels-last images (H, W, C)."""
     if len(sample_shape) != 3:
@@ -93,7 +100,7 @@ def _warn_if_channels_last(sample_shape):
             f"images (H, W, C), pass X.transpose(0, 3, 1, 2); the estimators "
             "expect (n_samples, channels, height, width).",
             UserWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
 
 
@@ -136,7 +143,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         "encoder": [StrOptions({"auto", "cnn", "mlp"}), nn.Module],
         "encoder_params": [dict, None],
         "batch_size": _positive_int(),
-        "lr": [Interval(Real, 0, None, closed="neither")],
+        "lr": [Interval(Real, 0, _FLOAT32_MAX, closed="neither")],
         "optimizer": [StrOptions(set(OPTIMIZERS)), type],
         "optimizer_params": [dict, None],
         "device": [str, torch.device],
@@ -171,21 +178,29 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
 
         Nothing is copied unless the dtype must change; callers convert batches.
         """
-        _check_feature_names(self, X, reset=reset)
-        X = check_array(
+        # ensure_2d=False: images are 4-D, and n_features_in_ is set below
+        # (for images, the product of the sample shape).
+        X = validate_data(
+            self,
             X,
+            reset=reset,
             allow_nd=True,
+            ensure_2d=False,
             dtype=[np.float32, np.float64],
-            input_name="X",
-            estimator=self,
         )
         if X.ndim not in (2, 4):
+            hint = (
+                " Reshape your data: X.reshape(-1, 1) for a single feature, "
+                "X.reshape(1, -1) for a single sample."
+                if X.ndim == 1
+                else ""
+            )
             raise ValueError(
                 f"X must be vectors (n_samples, n_features) or images "
-                f"(n_samples, channels, height, width); got shape {X.shape}."
+                f"(n_samples, channels, height, width); got shape {X.shape}.{hint}"
             )
         if X.dtype == np.float64:
-            largest = float(np.abs(X).max())
+            largest = max(float(X.max()), -float(X.min()))
             if largest > _FLOAT32_MAX:
                 raise ValueError(
                     f"X has values up to {largest:.3g}, beyond the float32 range "
@@ -240,6 +255,9 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                     f"callback) pairs; got {callback!r}."
                 )
             monitor = getattr(callback, "monitor", None)
+            if isinstance(callback, type):  # skorch instantiates it with defaults
+                default = inspect.signature(callback).parameters.get("monitor")
+                monitor = default.default if default is not None else None
             watches_validation = isinstance(monitor, str) and monitor.startswith(
                 "valid"
             )
@@ -249,8 +267,9 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                     if hasattr(self, "validation_fraction")
                     else ""
                 )
+                kind = callback if isinstance(callback, type) else type(callback)
                 raise ValueError(
-                    f"The callback {type(callback).__name__} monitors {monitor!r}, "
+                    f"The callback {kind.__name__} monitors {monitor!r}, "
                     f"but {type(self).__name__} holds out no validation data: "
                     f"{advice}monitor 'train_loss' instead."
                 )
@@ -470,8 +489,9 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                     net = self._fit_net(make_net(), X, y)
                 except DivergenceError as exc:
                     raise ValueError(
-                        f"{type(self).__name__} diverged: the training loss became "
-                        f"NaN or infinite in epoch {exc.epoch}. Lower the learning "
+                        f"{type(self).__name__} diverged: the training loss or the "
+                        f"weights became NaN or infinite in epoch {exc.epoch}. Lower "
+                        "the learning "
                         f"rate (lr={self.lr!r}) or check the scale of X (its root "
                         f"mean square deviation is {self.data_scale_:.3g})."
                     ) from None
@@ -661,7 +681,8 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                 f"{type(self).__name__} inferred non-finite slots for "
                 f"{int((~np.isfinite(slots)).any(axis=(1, 2)).sum())} of {len(X)} "
                 "samples: its networks overflow on this X. Check the scale of X "
-                "against the data it was fitted on."
+                "against the data it was fitted on, and whether training diverged "
+                "(a training loss far from 0: lower lr)."
             )
         return self._flat(slots)
 

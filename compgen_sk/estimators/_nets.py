@@ -119,10 +119,14 @@ class DivergenceError(FloatingPointError):
 
 
 class StopOnNonFiniteLoss(Callback):
-    """Stop training at the end of the first epoch whose loss is not finite."""
+    """Stop training at the end of the first epoch whose loss, or whose
+    weights after the epoch's last step, are not finite."""
 
     def on_epoch_end(self, net, **kwargs):
         if not math.isfinite(net.history[-1, "train_loss"]):
+            raise DivergenceError(len(net.history))
+        finite = [p.isfinite().all() for p in net.module_.parameters()]
+        if finite and not bool(torch.stack(finite).all()):  # one sync per epoch
             raise DivergenceError(len(net.history))
 
 

@@ -10,6 +10,7 @@ networks from the parameters and loads the weights into them.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import pickle
@@ -75,7 +76,12 @@ def save(estimator, path):
     >>> (load(path).transform(X) == model.transform(X)).all()
     np.True_
     """
-    record = _record(estimator)
+    if Path(path).is_dir():
+        raise ValueError(f"{str(path)!r} is a folder; pass a file path to save to.")
+    notes = []
+    record = _record(estimator, notes)
+    for note in dict.fromkeys(notes):  # once each, in order
+        warnings.warn(note, UserWarning, stacklevel=2)
     torch.save(
         {
             "format": _FORMAT,
@@ -115,6 +121,11 @@ def load(path, *, device=None):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No file {str(path)!r} to load.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"Cannot read {str(path)!r}: it is truncated, corrupted or not a file "
+            "written by compgen_sk.save (which writes a torch zip archive)."
+        )
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -123,7 +134,14 @@ def load(path, *, device=None):
             "and plain data, so it is not a file written by compgen_sk.save (or "
             "was tampered with). Open pickle files only from sources you trust."
         ) from exc
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        KeyError,
+        IndexError,
+        zipfile.BadZipFile,
+    ) as exc:
         raise ValueError(
             f"Cannot read {str(path)!r}: it is truncated, corrupted or not a file "
             "written by compgen_sk.save."
@@ -154,7 +172,9 @@ def load(path, *, device=None):
 # ----------------------------------------------------------------------- saving
 
 
-def _record(estimator):
+def _record(estimator, notes):
+    """The plain-data record of a fitted estimator; ``notes`` collects what
+    is left out, for warnings."""
     name = type(estimator).__name__
     if name not in _CLASSES or type(estimator) is not _CLASSES[name]:
         raise TypeError(
@@ -166,16 +186,23 @@ def _record(estimator):
         raise ValueError(
             f"This {name} instance is not fitted yet; fit it before saving it."
         )
+    _check_architecture(estimator)
     arrays = {}
     params = {
-        key: _encode_param(estimator, key, value)
+        key: _encode_param(estimator, key, value, notes)
         for key, value in estimator.get_params(deep=False).items()
     }
-    attributes = {
-        key: _encode_value(value, arrays, key)
-        for key, value in vars(estimator).items()
-        if key.endswith("_") and not key.startswith("_") and key not in _REBUILT
-    }
+    try:
+        attributes = {
+            key: _encode_value(value, arrays, key)
+            for key, value in vars(estimator).items()
+            if key.endswith("_") and not key.startswith("_") and key not in _REBUILT
+        }
+    except TypeError as exc:
+        raise ValueError(
+            f"A fitted attribute cannot be saved as plain data ({exc}); use "
+            "pickle for this estimator."
+        ) from exc
     record = {
         "class": name,
         "params": json.dumps(params),
@@ -189,25 +216,44 @@ def _record(estimator):
         "generator": None,
     }
     if isinstance(estimator, ReplayEncoder):
-        record["generator"] = _record(estimator.generator_)
+        record["generator"] = _record(estimator.generator_, notes)
     return record
 
 
-def _encode_param(estimator, key, value):
+def _check_architecture(estimator):
+    """Refuse to save parameters that no longer describe the fitted networks
+    (changed by ``set_params`` after ``fit``): ``load`` rebuilds the networks
+    from the parameters."""
+    fitted = estimator.net_.module_.state_dict()
+    on_cpu = copy.copy(estimator)  # rebuilt on the CPU, wherever it was fitted
+    on_cpu.device = "cpu"
+    try:
+        with on_cpu._seeded(0):
+            rebuilt = on_cpu._new_net().initialize().module_.state_dict()
+        same = {k: tuple(v.shape) for k, v in rebuilt.items()} == {
+            k: tuple(v.shape) for k, v in fitted.items()
+        }
+    except (AttributeError, ValueError, TypeError, RuntimeError):
+        same = False
+    if not same:
+        raise ValueError(
+            f"The parameters of this {type(estimator).__name__} no longer describe "
+            "its fitted networks (set_params after fit?): save rebuilds the "
+            "networks from them. Restore the parameters of the fit, or refit."
+        )
+
+
+def _encode_param(estimator, key, value, notes):
     if key == "callbacks" and value:
-        warnings.warn(
+        notes.append(
             "Callbacks act in fit only and are not saved; the loaded estimator has "
-            "callbacks=None.",
-            UserWarning,
-            stacklevel=4,
+            "callbacks=None."
         )
         return None
     if key == "random_state" and isinstance(value, np.random.RandomState):
-        warnings.warn(
+        notes.append(
             "A RandomState instance is not saved; the loaded estimator has "
-            "random_state=None. Pass an int to keep refits reproducible.",
-            UserWarning,
-            stacklevel=4,
+            "random_state=None. Pass an int to keep refits reproducible."
         )
         return None
     if key == "generator" and value is not None:
@@ -216,7 +262,7 @@ def _encode_param(estimator, key, value):
         return {
             "__estimator__": type(value).__name__,
             "params": {
-                k: _encode_param(value, k, v)
+                k: _encode_param(value, k, v, notes)
                 for k, v in value.get_params(deep=False).items()
             },
         }
@@ -259,9 +305,10 @@ def _encode_value(value, arrays, key):
             return {"__object_array__": [_encode_value(v, None, key) for v in value]}
         return {"__list_array__": value.tolist(), "dtype": value.dtype.str}
     if isinstance(value, tuple):
-        return {"__tuple__": [_encode_value(v, arrays, key) for v in value]}
+        items = [_encode_value(v, arrays, f"{key}.{i}") for i, v in enumerate(value)]
+        return {"__tuple__": items}
     if isinstance(value, list):
-        return [_encode_value(v, arrays, key) for v in value]
+        return [_encode_value(v, arrays, f"{key}.{i}") for i, v in enumerate(value)]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {
             "__dict__": {

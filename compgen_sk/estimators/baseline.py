@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted
 
@@ -220,19 +221,27 @@ default="adamw"
         if reset:
             targets, self.concept_categories_ = slot_targets(y, self.n_slots)
         else:
+            if self.concept_categories_ is None and isinstance(y, pd.DataFrame):
+                raise ValueError(
+                    "The estimator was fitted on latents (an array); y must be an "
+                    "array of the same layout, not a concept table."
+                )
             targets, _ = slot_targets(y, self.n_slots, self.concept_categories_)
         if len(targets) != len(X):
             raise ValueError(f"y has {len(targets)} samples but X has {len(X)}.")
         if reset:
-            self.target_mean_ = targets.mean(axis=0)
-            scale = targets.std(axis=0)
+            # In float64: squares of float32 targets can overflow.
+            wide = targets.astype(np.float64)
+            self.target_mean_ = wide.mean(axis=0).astype(np.float32)
+            scale = wide.std(axis=0)
             self.target_scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
         elif targets.shape[1:] != self.target_mean_.shape:
             raise ValueError(
                 f"y has per-slot targets of shape {targets.shape[1:]}, but the "
                 f"estimator was fitted on {self.target_mean_.shape}."
             )
-        return (targets - self.target_mean_) / self.target_scale_
+        wide = targets.astype(np.float64)
+        return ((wide - self.target_mean_) / self.target_scale_).astype(np.float32)
 
     def _encoder(self):
         return self.net_.module_.encoder
