@@ -21,6 +21,12 @@ def resolve_device(device):
             f"device={device!r} was requested, but CUDA is not available on "
             "this machine; use device='cpu'."
         )
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"device={device!r} was requested, but this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s); use 'cuda:0' … "
+            f"'cuda:{torch.cuda.device_count() - 1}'."
+        )
     return resolved
 
 

@@ -102,8 +102,10 @@ class HeldOutCombinations(GroupsConsumerMixin, BaseCrossValidator):
     value in the test part was seen in training: compositional generalization by
     construction. Splits are drawn at random and are all distinct, though test
     parts of different splits may overlap (as in
-    :class:`~sklearn.model_selection.ShuffleSplit`); where the combinations
-    admit fewer than ``n_splits`` distinct splits, ``split`` raises.
+    :class:`~sklearn.model_selection.ShuffleSplit`). A split that repeats an
+    earlier one is drawn again, up to 100 times; if that finds no new split
+    (the combinations admit fewer than ``n_splits`` distinct ones, or nearly
+    all draws repeat), ``split`` raises before yielding any fold.
 
     Parameters
     ----------

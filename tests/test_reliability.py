@@ -1139,6 +1139,18 @@ def test_supervised_score_encodes_a_fold_as_at_fit():
     assert len(model.concept_categories_["slot0_shape"]) == 2
 
 
+def test_bool_concepts_are_categorical():
+    rng = np.random.default_rng(0)
+    flags = rng.random((80, 2)) > 0.5
+    slots = np.concatenate([flags[:, :1], flags[:, 1:]], axis=1) + 0.01 * rng.normal(
+        size=(80, 2)
+    )
+    y = pd.DataFrame({"a_on": flags[:, 0], "b_on": flags[:, 1]})
+    fitted = SlotProbe(n_slots=2, random_state=0).fit(slots, y)
+    assert fitted.categorical_.tolist() == [True, True]
+    assert fitted.score(slots, y) == 1.0
+
+
 def test_channels_last_images_warn():
     X = np.random.default_rng(0).random((20, 8, 8, 3)).astype(np.float32)
     with pytest.warns(UserWarning, match=r"transpose\(0, 3, 1, 2\)"):

@@ -103,9 +103,9 @@ def load(path, *, device=None):
         A file written by :func:`save`.
     device : str, torch.device or None, default=None
         Where the loaded estimator computes (its ``device`` parameter). None
-        keeps the saved device where it is available and falls back to
-        ``"cpu"`` otherwise, so that a model fitted on a GPU loads on a machine
-        without one.
+        keeps the saved device where it is available, takes ``"cuda"`` for a
+        GPU index this machine lacks, and ``"cpu"`` on a machine without CUDA,
+        so that a model fitted on a GPU loads anywhere.
 
     Returns
     -------
@@ -370,8 +370,11 @@ def _restore(record, device):
             )
     if device is None:
         device = params["device"]
-        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        saved = torch.device(device)
+        if saved.type == "cuda" and not torch.cuda.is_available():
             device = "cpu"
+        elif saved.type == "cuda" and (saved.index or 0) >= torch.cuda.device_count():
+            device = "cuda"
     resolve_device(device)
     params["device"] = device
     estimator = cls(**params)
