@@ -133,11 +133,21 @@ def _check_user_backbone(backbone, input_shape):
 class SlotEstimatorBase(TransformerMixin, BaseEstimator):
     """Base class of the slot estimators; not for direct use.
 
-    Subclasses declare their parameters in ``__init__`` and implement ``fit``;
-    this class validates inputs (2-D vectors or 4-D images, arrays or
-    DataFrames), seeds torch, resolves the device, builds encoders and skorch
-    nets, and runs batched encoding, search and decoding.
+    Subclasses declare their parameters in ``__init__``, and ``fit`` calls the
+    template :meth:`_fit`, which runs the same steps for every estimator:
+    check the training parameters, validate X, compute its scaling, prepare
+    the training data (hook :meth:`_training_data`), and train ``n_init``
+    nets, each built by the hook :meth:`_new_net`, keeping the best. This
+    class also seeds torch, resolves the device, builds encoders and skorch
+    nets, and runs batched encoding, search and decoding; the hooks
+    ``_encoder``, ``_decoder`` and ``_has_decoder`` say which fitted modules
+    infer.
     """
+
+    # Parameters that only some estimators take; the others behave as if they
+    # had these values (their __init__ sets the instance attribute otherwise).
+    validation_fraction = None  # no validation split
+    search_steps = 0  # the encoder alone, no search
 
     _parameter_constraints: dict = {
         "encoder": [StrOptions({"auto", "cnn", "mlp"}), nn.Module],
@@ -235,7 +245,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                 f"optimizer must be one of {sorted(OPTIMIZERS)} or a subclass of "
                 f"torch.optim.Optimizer; got {optimizer!r}."
             )
-        validated = bool(getattr(self, "validation_fraction", None))
+        validated = bool(self.validation_fraction)
         for item in self.callbacks or []:
             callback = item
             if isinstance(item, tuple):
@@ -264,7 +274,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
             if watches_validation and not validated:
                 advice = (
                     "set validation_fraction (e.g. 0.1) or "
-                    if hasattr(self, "validation_fraction")
+                    if "validation_fraction" in self.get_params(deep=False)
                     else ""
                 )
                 kind = callback if isinstance(callback, type) else type(callback)
@@ -387,7 +397,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         optimizer = self.optimizer
         if isinstance(optimizer, str):
             optimizer = OPTIMIZERS[optimizer]
-        fraction = getattr(self, "validation_fraction", None)
+        fraction = self.validation_fraction
         optimizer_params = {
             f"optimizer__{k}": v for k, v in (self.optimizer_params or {}).items()
         }
@@ -454,6 +464,25 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
             )
             defaults.append(("plateau_stopping", stopping))
         return user + [(name, cb) for name, cb in defaults if name not in names]
+
+    def _fit(self, X, y=None):
+        """The fit template that every estimator's ``fit`` runs."""
+        self._check_training_params()
+        X = self._validate_X(X, reset=True)
+        self._set_data_scaling(X)
+        inputs, targets = self._training_data(X, y)
+        self._fit_restarts(self._new_net, inputs, targets)
+        return self
+
+    def _training_data(self, X, y):
+        """Hook: the inputs and targets the nets train on (default: X alone,
+        for autoencoding)."""
+        return X, None
+
+    def _new_net(self):
+        """Hook: a fresh, unfitted skorch net, built from the parameters and
+        the fitted attributes set so far (``input_shape_``, ``data_scale_``…)."""
+        raise NotImplementedError
 
     def _fit_net(self, net, X, y=None):
         """Train ``net`` on copies, so that the caller's arrays never change."""
@@ -671,7 +700,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         self._check_search_params()
         X = self._validate_X(X, reset=False)
-        steps = getattr(self, "search_steps", 0)
+        steps = self.search_steps
         if not steps:
             slots = self._encode_array(X)
         else:

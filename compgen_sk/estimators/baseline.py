@@ -182,15 +182,13 @@ default="adamw"
         -------
         self : EncoderBaseline
         """
-        self._check_training_params()
-        X = self._validate_X(X, reset=True)
-        self._set_data_scaling(X)
-        targets = None
-        if self.objective == "supervised":
-            targets = self._standardize_targets(X, y, reset=True)
+        return self._fit(X, y)
 
-        self._fit_restarts(self._new_net, X, targets)
-        return self
+    def _training_data(self, X, y):
+        """X, and for ``"supervised"`` the standardized per-slot targets."""
+        if self.objective == "autoencoder":
+            return X, None
+        return X, self._standardize_targets(X, y, reset=True)
 
     def _new_net(self):
         """A fresh, unfitted net for the fitted input shape (and targets)."""

@@ -246,12 +246,7 @@ default="adamw"
         -------
         self : GenerativeInverter
         """
-        self._check_training_params()
-        X = self._validate_X(X, reset=True)
-        self._set_data_scaling(X)
-
-        self._fit_restarts(self._new_net, X)
-        return self
+        return self._fit(X)
 
     def _new_net(self):
         """A fresh, unfitted net for the fitted input shape and data scale."""

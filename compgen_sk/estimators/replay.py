@@ -230,15 +230,16 @@ default="adamw"
         -------
         self : ReplayEncoder
         """
-        self._check_training_params()
-        X = self._validate_X(X, reset=True)
-        generator = self._fitted_generator(X)
-        self.generator_ = generator
-        bank = generator._encode_array(X)
+        return self._fit(X)
+
+    def _training_data(self, X, y):
+        """Fit or take the generator; the training data is a stream of its
+        renderings of recombined inferred slots (fresh in every epoch)."""
+        self.generator_ = self._fitted_generator(X)
+        bank = self.generator_._encode_array(X)
         device = self._device()
-        source = generator.net_.module_
-        decoder = copy.deepcopy(source.decoder).to(device).eval().requires_grad_(False)
-        self._set_data_scaling(X)
+        decoder = copy.deepcopy(self.generator_._decoder())
+        decoder = decoder.to(device).eval().requires_grad_(False)
         # The stream renders fresh pairs from torch's generators, which every
         # restart seeds anew.
         stream = ReplayStream(
@@ -247,8 +248,7 @@ default="adamw"
             self.n_replay or len(X),
             self.sampler,
         )
-        self._fit_restarts(self._new_net, stream)
-        return self
+        return stream, None
 
     def _new_net(self):
         """A fresh, unfitted net: an encoder with the generator's slot shape
