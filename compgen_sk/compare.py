@@ -49,6 +49,7 @@ class Settings:
     Parameters
     ----------
     dataset : {"digits", "sprites", "additive", "pug"}
+        Dataset the methods are compared on.
     n_samples : int
         Images generated (ID and OOD together; half of each for the generators).
     image_size : int or None
@@ -59,12 +60,17 @@ class Settings:
     epochs : int
         Training epochs of every model (replay trains as many).
     slot_dim : int
+        Dimension of each slot, for every method.
     lr : float
         Learning rate of every model.
     search_steps : int
+        Gradient-search steps per image in ``transform`` for the methods with
+        search (``generative-mlp``, ``generative-search``, ``replay-search``).
     probe : {"mlp", "linear"}
         Readout of the concepts from the slots.
     device : str
+        Torch device on which every model trains and infers ("cpu", "cuda",
+        "cuda:1", …).
     seeds : tuple of int
         One full comparison per seed (data, initialization, probes); results
         are reported as mean ± std over seeds.
@@ -128,7 +134,9 @@ def check_settings(settings, out=None):
     Parameters
     ----------
     settings : Settings
-    out : str, Path or None
+        The settings to check.
+    out : str, Path or None, default=None
+        Output folder of the run; None checks no folder.
     """
     s = settings
     if s.dataset not in DATASETS:
@@ -444,9 +452,24 @@ def _with_search(estimator, steps):
 
 
 def with_params(estimator, **params):
-    """A shallow copy of a fitted estimator with other parameters (e.g. its
-    search settings); it shares the fitted networks, and the estimator given
-    is left unchanged."""
+    """A shallow copy of a fitted estimator with other parameters.
+
+    The copy shares the fitted networks, and the estimator given is left
+    unchanged: a cheap way to change, e.g., the search settings of a fitted
+    estimator.
+
+    Parameters
+    ----------
+    estimator : estimator instance
+        A scikit-learn estimator, usually fitted.
+    **params
+        Parameters of ``estimator`` to set on the copy.
+
+    Returns
+    -------
+    estimator : estimator instance
+        The copy with ``params`` set.
+    """
     return copy.copy(estimator).set_params(**params)
 
 

@@ -52,7 +52,9 @@ def search_latents(decoder, x, z_init, *, steps, lr, tol=0.0):
     decoder : callable
         Maps (n, K, d) to outputs shaped like ``x``; its parameters are not updated.
     x : Tensor of shape (n, ...)
+        Targets to invert, shaped like the decoder's outputs.
     z_init : Tensor of shape (n, K, d)
+        Starting latents, e.g. the encoder's slots; left unchanged.
     steps : int
         Gradient steps (0 returns ``z_init``).
     lr : float
@@ -139,7 +141,10 @@ def matched_slot_mse(pred, target):
 
     Parameters
     ----------
-    pred, target : Tensor of shape (n, K, d)
+    pred : Tensor of shape (n, K, d)
+        Predicted slots.
+    target : Tensor of shape (n, K, d)
+        Target slots, matched to the predicted ones sample by sample.
 
     Returns
     -------
@@ -173,8 +178,12 @@ def recombine_slots(slots, mode="shuffle", generator=None):
     Parameters
     ----------
     slots : Tensor of shape (n, K, d)
-    mode : {"shuffle", "pool"}
-    generator : torch.Generator or None
+        Slots of a batch, the source of the new combinations.
+    mode : {"shuffle", "pool"}, default="shuffle"
+        ``"shuffle"`` keeps every slot at its position; ``"pool"`` mixes positions.
+    generator : torch.Generator or None, default=None
+        Random number generator of the draws, on the device of ``slots``; None
+        uses torch's global one.
 
     Returns
     -------
@@ -206,10 +215,13 @@ def sample_recombinations(bank, n, mode="shuffle", generator=None):
     Parameters
     ----------
     bank : Tensor of shape (N, K, d)
+        Inferred slots to draw from.
     n : int
         Number of combinations.
     mode : {"shuffle", "pool"}, default="shuffle"
     generator : torch.Generator or None, default=None
+        Random number generator of the draws, on the device of ``bank``; None
+        uses torch's global one.
 
     Returns
     -------

@@ -24,7 +24,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._readout import concepts_from_table, match_slots, score_matrix, split_slots
-from ._sklearn_compat import check_sample_weight
+from ._sklearn_compat import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    check_sample_weight,
+    validate_params,
+)
 from ._torch import eval_mode
 
 __all__ = [
@@ -45,6 +51,19 @@ __all__ = [
 _FIT_FRACTION = 0.5
 
 
+@validate_params(
+    {
+        "latents": ["array-like"],
+        "slots": ["array-like"],
+        "n_slots": [Interval(Integral, 1, None, closed="left"), None],
+        "fit_mask": ["array-like", None],
+        "readout": [StrOptions({"mlp", "linear"}), HasMethods(["fit", "predict"])],
+        "categorical": [StrOptions({"auto"}), "boolean", list, None],
+        "return_details": ["boolean"],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def slot_identifiability_score(
     latents,
     slots,
@@ -161,6 +180,14 @@ def _fit_eval_split(n, fit_mask, random_state):
     return np.flatnonzero(mask), np.flatnonzero(~mask)
 
 
+@validate_params(
+    {
+        "X": ["array-like"],
+        "X_hat": ["array-like"],
+        "sample_weight": ["array-like", None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def reconstruction_r2_score(X, X_hat, *, sample_weight=None):
     """R² of a reconstruction: ``1 - SSE / SST`` over all pixels or features.
 
@@ -239,6 +266,14 @@ def _slot_estimator(estimator, *, needs_decoder=False):
     return estimator
 
 
+@validate_params(
+    {
+        "estimator": "no_validation",
+        "X": ["array-like"],
+        "sample_weight": ["array-like", None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def reconstruction_r2(estimator, X, sample_weight=None):
     """R² of reconstructing ``X`` through a fitted slot estimator.
 
@@ -270,14 +305,6 @@ def _slot_norms(estimator, X, Z, max_samples, random_state):
     estimator = _slot_estimator(estimator, needs_decoder=True)
     if (X is None) == (Z is None):
         raise ValueError("Pass exactly one of X (inputs) or Z (slots).")
-    if isinstance(max_samples, bool) or not isinstance(max_samples, Integral):
-        raise ValueError(
-            f"max_samples must be a positive integer, got {max_samples!r}."
-        )
-    if max_samples < 1:
-        raise ValueError(
-            f"max_samples must be a positive integer, got {max_samples!r}."
-        )
     if Z is None:
         Z = estimator.transform(X)
     K, d = estimator.n_slots_, estimator.slot_dim_
@@ -297,6 +324,13 @@ def _slot_norms(estimator, X, Z, max_samples, random_state):
         return decoder_jacobian_norms(estimator.decoder_, Z)
 
 
+@validate_params(
+    {
+        "decoder": [callable],
+        "Z": ["array-like"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def decoder_jacobian_norms(decoder, Z):
     """Slot-wise Jacobian norms ``||d f_p / d z_k||`` of a torch decoder.
 
@@ -305,6 +339,7 @@ def decoder_jacobian_norms(decoder, Z):
     decoder : torch.nn.Module
         Maps slots (n, K, d) to outputs (n, ...).
     Z : array-like of shape (n, K, d)
+        Slots at which the Jacobian is taken.
 
     Returns
     -------
@@ -322,6 +357,16 @@ def decoder_jacobian_norms(decoder, Z):
     return jacobian.norm(dim=-1).detach().cpu().numpy()
 
 
+@validate_params(
+    {
+        "estimator": "no_validation",
+        "X": ["array-like", None],
+        "Z": ["array-like", None],
+        "max_samples": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def jacobian_interaction_score(
     estimator, X=None, *, Z=None, max_samples=64, random_state=None
 ):
@@ -338,7 +383,8 @@ def jacobian_interaction_score(
 
     Parameters
     ----------
-    estimator : fitted slot estimator with a decoder, or a Pipeline starting with one
+    estimator : fitted slot estimator, or a Pipeline starting with one
+        The model whose decoder (``decoder_``) is measured.
     X : array-like or None
         Inputs, mapped to slots with ``transform``.
     Z : array-like of shape (n, K * d) or (n, K, d) or None
@@ -346,6 +392,7 @@ def jacobian_interaction_score(
     max_samples : int, default=64
         Evaluate at most this many samples (drawn at random).
     random_state : int, RandomState instance or None, default=None
+        Seeds the draw of samples when there are more than ``max_samples``.
 
     Returns
     -------
@@ -362,6 +409,16 @@ def jacobian_interaction_score(
     return float(np.mean((rescaled * weights).sum(axis=1)))
 
 
+@validate_params(
+    {
+        "estimator": "no_validation",
+        "X": ["array-like", None],
+        "Z": ["array-like", None],
+        "max_samples": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def compositional_contrast(
     estimator, X=None, *, Z=None, max_samples=64, random_state=None
 ):
@@ -390,6 +447,12 @@ def compositional_contrast(
 # ------------------------------------------------------------------------ scorers
 
 
+@validate_params(
+    {
+        "metric": [StrOptions({"readout", "identifiability", "reconstruction"})],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_slot_scorer(metric="readout", **options):
     """A scorer ``scorer(estimator, X, y) -> float`` for model selection.
 

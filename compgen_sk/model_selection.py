@@ -229,7 +229,11 @@ def train_test_split_combinations(*arrays, concepts, test_size=0.25, random_stat
     concepts : DataFrame or array-like of shape (n_samples, n_concepts)
         Concept values of each sample.
     test_size : float in (0, 1), default=0.25
+        Target fraction of samples in the test part, as in
+        :class:`HeldOutCombinations`.
     random_state : int, RandomState instance or None, default=None
+        Controls which combinations are held out; an int gives the same split
+        on every call.
 
     Returns
     -------

@@ -215,6 +215,7 @@ class SlotProbe(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_slots * d)
+            Inferred slots, with the features seen at ``fit``.
 
         Returns
         -------
@@ -239,13 +240,17 @@ class SlotProbe(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_slots * d)
+            Inferred slots, with the features seen at ``fit``.
         y : DataFrame or array-like
             Concepts in the layout given to ``fit``.
         sample_weight : array-like of shape (n_samples,) or None, default=None
+            Weights of the samples in every concept's accuracy or R²; None
+            weighs them equally.
 
         Returns
         -------
         score : float
+            Mean score over concepts.
         """
         check_is_fitted(self)
         concepts, _ = concepts_from_table(y, self.categorical)

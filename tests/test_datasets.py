@@ -938,11 +938,13 @@ def test_bad_argument_raises_value_error_naming_it(name, kwargs, match):
 
 
 def test_errors_list_the_allowed_values():
-    with pytest.raises(ValueError, match=r"'diagonal', 'random', 'l_shape', 'full'"):
+    with pytest.raises(ValueError, match="support") as info:
         sprites(10, support="corner")
-    with pytest.raises(ValueError, match=r"'id', 'ood', 'all'.*'test'"):
+    assert all(s in str(info.value) for s in ("diagonal", "l_shape", "'corner'"))
+    with pytest.raises(ValueError, match="split") as info:
         sprites(10, split="test")
-    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+    assert all(s in str(info.value) for s in ("'id'", "'ood'", "'all'", "'test'"))
+    with pytest.raises(ValueError, match=r"\(0.0, 1.0\]"):
         sprites(10, delta=2.0)
     with pytest.raises(ValueError, match=r"image_size >= 12"):
         make_sprites(10, image_size=8)

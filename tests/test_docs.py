@@ -32,6 +32,8 @@ PUBLIC_MODULES = (
 EXTRA_PUBLIC = (
     "compgen_sk.compare.run_comparison",
     "compgen_sk.compare.summarize",
+    "compgen_sk.compare.check_settings",
+    "compgen_sk.compare.with_params",
     "compgen_sk.compare.Settings",
 )
 
@@ -54,6 +56,7 @@ CHECKED_CODES = {
     "PR01",  # every parameter documented
     "PR02",  # no documented parameter that does not exist
     "PR03",  # parameters in signature order
+    "PR07",  # ... each with a description
     "PR05",  # types do not end with a period
     "PR06",  # "int", "str", "bool", not "integer", "string", "boolean"
     "PR08",  # descriptions start with a capital letter

@@ -10,13 +10,16 @@ from numbers import Real
 import numpy as np
 from sklearn.utils import check_random_state
 
+from .._sklearn_compat import Interval, StrOptions, validate_params
 from ._base import build_bunch
 from ._support import (
+    BINNING_CONSTRAINTS,
+    COMMON_CONSTRAINTS,
+    SUPPORTS,
     LatentSpec,
     Support,
-    check_binning,
+    at_least,
     check_common,
-    check_int,
     draw_split,
     make_concepts,
 )
@@ -62,6 +65,18 @@ class AdditiveGenerator:
         return x
 
 
+@validate_params(
+    {
+        **COMMON_CONSTRAINTS,
+        **BINNING_CONSTRAINTS,
+        "slot_dim": at_least(1),
+        "n_features": at_least(1),
+        "interaction": [Interval(Real, 0, None, closed="left")],
+        "noise": [Interval(Real, 0, None, closed="left")],
+        "support": [StrOptions(set(SUPPORTS))],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_additive(
     n_samples=1000,
     *,
@@ -93,6 +108,7 @@ def make_additive(
     n_samples : int, default=1000
         With ``split="all"``, half are ID and half OOD.
     n_slots : int, default=3
+        Number of slots K.
     slot_dim : int, default=2
         Latents per slot.
     n_features : int, default=64
@@ -104,8 +120,12 @@ def make_additive(
     support : {"diagonal", "random", "l_shape", "full"}, default="diagonal"
         As in :func:`make_sprites`, on the unit-cube coordinates of the latents.
     delta : float in (0, 1], default=0.125
+        Width of the diagonal support.
     n_bins : int, default=4
+        Bins per latent, for ``combination`` ids and the ``"random"`` and
+        ``"l_shape"`` supports.
     holdout_fraction : float in (0, 1), default=0.5
+        Fraction of binned combinations that ``support="random"`` holds out.
     split : {"id", "ood", "all"}, default="id"
     design_seed : int, default=0
         Fixes the generator functions and the held-out combinations, so that
@@ -129,19 +149,7 @@ def make_additive(
     >>> X.shape, z.shape
     ((10, 64), (10, 2, 2))
     """
-    check_common(
-        n_samples=n_samples,
-        n_slots=n_slots,
-        support=support,
-        split=split,
-        holdout_fraction=holdout_fraction,
-    )
-    check_binning(delta=delta, n_bins=n_bins)
-    check_int("slot_dim", slot_dim, 1)
-    check_int("n_features", n_features, 1)
-    for name, value in (("interaction", interaction), ("noise", noise)):
-        if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
-            raise ValueError(f"{name} must be a float >= 0, got {value!r}.")
+    check_common(n_slots=n_slots, support=support, split=split)
 
     rng = check_random_state(random_state)
     names = tuple(f"z{j}" for j in range(slot_dim))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 import pandas as pd
 import torch
@@ -9,11 +11,13 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.utils import check_random_state
 
+from .._sklearn_compat import Interval, StrOptions, validate_params
 from ._base import build_bunch
 from ._sprites import hue_to_rgb
 from ._support import (
+    COMMON_CONSTRAINTS,
+    at_least,
     check_common,
-    check_int,
     combination_ids,
     concept_column,
     random_holdout,
@@ -55,6 +59,17 @@ def _draw_classes(rng, n, n_slots, n_classes, ood, holdout_fraction, design_seed
     return np.concatenate(out)[:n]
 
 
+@validate_params(
+    {
+        **COMMON_CONSTRAINTS,
+        "digit_size": at_least(8),
+        "jitter": at_least(0),
+        "n_classes": [Interval(Integral, 2, 10, closed="both")],
+        "support": [StrOptions(set(_DIGIT_SUPPORTS))],
+        "colored": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_digit_compositions(
     n_samples=1000,
     *,
@@ -97,6 +112,7 @@ def make_digit_compositions(
         ``"random"`` holds out a random ``holdout_fraction`` of class combinations,
         never one whose slots all show the same class; ``"full"`` holds out none.
     holdout_fraction : float in (0, 1), default=0.5
+        Fraction of class combinations that ``support="random"`` holds out.
     split : {"id", "ood", "all"}, default="id"
     colored : bool, default=True
         Colour each digit with a random hue; else white digits.
@@ -124,19 +140,7 @@ def make_digit_compositions(
     >>> digits.images.shape, list(digits.concepts.columns)
     ((6, 3, 16, 32), ['slot0_digit', 'slot1_digit'])
     """
-    check_common(
-        n_samples=n_samples,
-        n_slots=n_slots,
-        support=support,
-        split=split,
-        supports=_DIGIT_SUPPORTS,
-        holdout_fraction=holdout_fraction,
-    )
-    check_int("digit_size", digit_size, 8)
-    check_int("n_classes", n_classes, 2)
-    check_int("jitter", jitter, 0)
-    if n_classes > 10:
-        raise ValueError(f"n_classes must be an integer in [2, 10], got {n_classes!r}.")
+    check_common(n_slots=n_slots, support=support, split=split)
 
     rng = np.random.default_rng(check_random_state(random_state).randint(2**32))
     n_id, n_ood = split_counts(n_samples, split)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from numbers import Integral
 from pathlib import Path
 
@@ -11,8 +12,9 @@ from joblib import Parallel, delayed
 from PIL import Image
 from sklearn.utils import check_random_state
 
+from .._sklearn_compat import validate_params
 from ._base import build_bunch
-from ._support import SPLITS, check_fraction, check_int, concept_column, random_holdout
+from ._support import COMMON_CONSTRAINTS, at_least, concept_column, random_holdout
 
 PUG_LATENTS = ("class",)
 
@@ -49,6 +51,27 @@ def _select(values, wanted, name, column):
     return wanted
 
 
+@validate_params(
+    {
+        "path": [str, os.PathLike],
+        "labels_file": [str],
+        "image_column": [str],
+        "animal_column": [str],
+        "background_column": [str],
+        "animals": [Integral, list, tuple, None],
+        "backgrounds": [Integral, list, tuple, None],
+        "query": [str, None],
+        "holdout_fraction": COMMON_CONSTRAINTS["holdout_fraction"],
+        "image_size": at_least(4),
+        "n_samples": [*at_least(1), None],
+        "split": COMMON_CONSTRAINTS["split"],
+        "design_seed": COMMON_CONSTRAINTS["design_seed"],
+        "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
+        "return_X_y": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def load_pug(
     path,
     *,
@@ -133,13 +156,6 @@ def load_pug(
             f"The label file {labels_file!r} is not in {str(root)!r} "
             f"(CSV files there: {found or 'none'}); pass labels_file=."
         )
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
-    check_fraction("holdout_fraction", holdout_fraction)
-    check_int("image_size", image_size, 4)
-    if n_samples is not None:
-        check_int("n_samples", n_samples, 1)
-
     frame = pd.read_csv(labels)
     missing = [
         c for c in (image_column, animal_column, background_column) if c not in frame

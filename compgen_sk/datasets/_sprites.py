@@ -8,13 +8,16 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
+from .._sklearn_compat import StrOptions, validate_params
 from ._base import build_bunch
 from ._support import (
+    BINNING_CONSTRAINTS,
+    COMMON_CONSTRAINTS,
+    SUPPORTS,
     LatentSpec,
     Support,
-    check_binning,
+    at_least,
     check_common,
-    check_int,
     draw_split,
     make_concepts,
 )
@@ -75,6 +78,15 @@ def hue_to_rgb(hue):
     return torch.cat([red, green_blue], dim=-1)
 
 
+@validate_params(
+    {
+        "latents": ["array-like"],
+        "image_size": at_least(1),
+        "shapes": [list, tuple],
+        "device": [str, torch.device],
+    },
+    prefer_skip_nested_validation=True,
+)
 def render_sprites(latents, image_size, shapes, *, device="cpu"):
     """Render sprites for a whole batch.
 
@@ -85,7 +97,10 @@ def render_sprites(latents, image_size, shapes, *, device="cpu"):
         ``shape`` (index into ``shapes``), ``scale`` (side of the area-1 shape as a
         fraction of the image, so the area is ``scale**2``) and ``hue``.
     image_size : int
+        Side of the square images, in pixels.
     shapes : sequence of str
+        Shape names that the ``shape`` latent indexes (e.g. ``("triangle",
+        "square")``).
     device : str, default="cpu"
         Torch device to render on.
 
@@ -158,6 +173,18 @@ def _non_overlapping(u, spec, shapes):
     return ok
 
 
+@validate_params(
+    {
+        **COMMON_CONSTRAINTS,
+        **BINNING_CONSTRAINTS,
+        "image_size": at_least(1),
+        "support": [StrOptions(set(SUPPORTS))],
+        "shapes": [list, tuple],
+        "scale_range": [list, tuple],
+        "ood_overlap": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_sprites(
     n_samples=1000,
     *,
@@ -248,15 +275,7 @@ def make_sprites(
     >>> sprites.images.shape, sprites.latents.shape, int(sprites.ood.sum())
     ((8, 3, 16, 16), (8, 2, 5), 4)
     """
-    check_common(
-        n_samples=n_samples,
-        n_slots=n_slots,
-        support=support,
-        split=split,
-        holdout_fraction=holdout_fraction,
-    )
-    check_binning(delta=delta, n_bins=n_bins)
-    check_int("image_size", image_size, 1)
+    check_common(n_slots=n_slots, support=support, split=split)
     unknown = [s for s in shapes if s not in SHAPE_SIDES]
     if not shapes or unknown or len(set(shapes)) != len(shapes):
         raise ValueError(

@@ -19,6 +19,8 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 
+from .._sklearn_compat import Interval, StrOptions
+
 SUPPORTS = ("diagonal", "random", "l_shape", "full")
 SPLITS = ("id", "ood", "all")
 
@@ -96,29 +98,30 @@ def _is_interval(r):
 # ----------------------------------------------------------------------------------
 
 
-def check_int(name, value, low):
-    """Raise unless ``value`` is an integer >= ``low``."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+def at_least(low):
+    """The constraint "an integer >= low"."""
+    return [Interval(Integral, low, None, closed="left")]
 
 
-def check_fraction(name, value):
-    """Raise unless ``value`` is a number in the open interval (0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < 1:
-        raise ValueError(f"{name} must be a float in (0, 1), got {value!r}.")
+#: Parameter constraints every generator shares (with ``validate_params``).
+COMMON_CONSTRAINTS = {
+    "n_samples": at_least(1),
+    "n_slots": at_least(1),
+    "split": [StrOptions(set(SPLITS))],
+    "holdout_fraction": [Interval(Real, 0, 1, closed="neither")],
+    "design_seed": at_least(0),
+    "random_state": ["random_state"],
+    "return_X_y": ["boolean"],
+}
+#: ... and those of the continuous supports.
+BINNING_CONSTRAINTS = {
+    "delta": [Interval(Real, 0, 1, closed="right")],
+    "n_bins": at_least(2),
+}
 
 
-def check_common(
-    *, n_samples, n_slots, support, split, supports=SUPPORTS, holdout_fraction=0.5
-):
-    """Validate the parameters every generator shares; name the culprit."""
-    check_int("n_samples", n_samples, 1)
-    check_int("n_slots", n_slots, 1)
-    if support not in supports:
-        raise ValueError(f"support must be one of {supports}, got {support!r}.")
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
-    check_fraction("holdout_fraction", holdout_fraction)
+def check_common(*, n_slots, support, split):
+    """The checks across parameters that every generator shares."""
     if split != "id" and support == "full":
         raise ValueError(
             f"support='full' holds nothing out, so split={split!r} has no OOD samples; "
@@ -129,13 +132,6 @@ def check_common(
             "With n_slots=1 there are no slot combinations to hold out; "
             f"split={split!r} needs n_slots >= 2."
         )
-
-
-def check_binning(*, delta, n_bins):
-    """Validate the parameters of the continuous supports."""
-    if isinstance(delta, bool) or not isinstance(delta, Real) or not 0 < delta <= 1:
-        raise ValueError(f"delta must be a float in (0, 1], got {delta!r}.")
-    check_int("n_bins", n_bins, 2)
 
 
 def split_counts(n_samples, split):

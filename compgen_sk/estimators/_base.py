@@ -100,7 +100,7 @@ def _warn_if_channels_last(sample_shape):
             f"images (H, W, C), pass X.transpose(0, 3, 1, 2); the estimators "
             "expect (n_samples, channels, height, width).",
             UserWarning,
-            stacklevel=5,
+            stacklevel=7,
         )
 
 
@@ -570,7 +570,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                     f"training loss still fell by {100 * rate:.1f}% per epoch over "
                     f"the last {_CONVERGENCE_WINDOW} epochs; raise max_epochs.",
                     ConvergenceWarning,
-                    stacklevel=5,
+                    stacklevel=7,
                 )
         r2 = self._training_r2()
         if r2 is not None and not r2 >= MIN_TRAINING_R2:
@@ -580,7 +580,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                 "Train longer (max_epochs), try n_init > 1, or give the model more "
                 "room (slot_dim, decoder_params).",
                 ConvergenceWarning,
-                stacklevel=5,
+                stacklevel=7,
             )
 
     # -------------------------------------------------------------- inference
@@ -692,6 +692,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Images or vectors, in the layout of the data fitted on.
 
         Returns
         -------
@@ -723,6 +724,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         ----------
         Z : array-like of shape (n_samples, n_slots * slot_dim) or \
 (n_samples, n_slots, slot_dim)
+            Slots, flat or one row per slot.
 
         Returns
         -------
@@ -737,9 +739,11 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Images or vectors, in the layout of the data fitted on.
         y : None
             Ignored.
         sample_weight : array-like of shape (n_samples,) or None, default=None
+            Weights of the samples.
 
         Returns
         -------

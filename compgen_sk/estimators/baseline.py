@@ -27,7 +27,9 @@ class EncoderBaseline(SlotEstimatorBase):
     Parameters
     ----------
     n_slots : int, default=2
+        Number of slots K.
     slot_dim : int, default=4
+        Dimension of each slot.
     objective : {"autoencoder", "supervised"}, default="autoencoder"
         ``"supervised"`` requires ``y``: latents (n, K, m) or (n, K * m), or a
         concept table whose columns ``"<slot>_<concept>"`` group by true slot
@@ -38,7 +40,10 @@ class EncoderBaseline(SlotEstimatorBase):
         Encoder backbone; a user-supplied module maps inputs to features (n, F)
         and is copied before training.
     encoder_params : dict or None, default=None
+        Options of the named backbone (``channels``, ``n_layers``, ``hidden``).
     max_epochs : int, default=80
+        Cap on the training epochs (training stops earlier on a plateau, see
+        ``tol``).
     n_init : int, default=1
         Trainings from different initializations; the one with the lowest
         final training loss is kept (``best_init_``), as in
@@ -52,15 +57,28 @@ class EncoderBaseline(SlotEstimatorBase):
     n_iter_no_change : int, default=10
         Epochs without a ``tol`` improvement that stop training.
     batch_size : int, default=64
+        Samples per training step.
     lr : float, default=1e-3
+        Learning rate of training.
     optimizer : {"adamw", "adam", "sgd", "rmsprop"} or torch optimizer class, \
 default="adamw"
     optimizer_params : dict or None, default=None
+        Extra optimizer arguments, e.g. ``{"weight_decay": 1e-4}``.
     validation_fraction : float in (0, 1) or None, default=None
+        Hold out this fraction of X to record ``valid_loss`` (for
+        :class:`skorch.callbacks.EarlyStopping`); None trains on all of X.
     device : str or torch.device, default="cpu"
+        Where to train and infer ("cpu", "cuda", "cuda:1", …).
     callbacks : list of skorch callbacks or None, default=None
+        E.g. ``[ProgressBar()]``; copied before use. A ``(name, callback)``
+        pair under a default's name (``"lr_plateau"``, ``"gradient_clipping"``,
+        ``"divergence"``, ``"plateau_stopping"``) replaces that default.
     random_state : int, RandomState instance or None, default=None
+        Seeds initialization, shuffling and every random draw of ``fit``; the
+        same int on CPU gives the same result. None draws a seed from NumPy's
+        global generator, as scikit-learn does.
     verbose : int, default=0
+        Print skorch's epoch log and a search progress bar when > 0.
 
     Attributes
     ----------
@@ -174,6 +192,7 @@ default="adamw"
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            In-domain training data.
         y : array-like or DataFrame, default=None
             Ground-truth latents or concepts; required for
             ``objective="supervised"``, ignored otherwise.
@@ -258,10 +277,12 @@ default="adamw"
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            In-domain training data.
         y : array-like or DataFrame, default=None
             Required for ``objective="supervised"``: targets in the layout given
             to ``fit``, encoded as at fit (a category not seen at fit raises).
         sample_weight : array-like of shape (n_samples,) or None, default=None
+            Weights of the samples.
 
         Returns
         -------

@@ -80,6 +80,7 @@ class GenerativeInverter(SlotEstimatorBase):
     n_iter_no_change : int, default=10
         Epochs without a ``tol`` improvement that stop training.
     batch_size : int, default=64
+        Samples per training step.
     lr : float, default=1e-3
         Learning rate of training.
     optimizer : {"adamw", "adam", "sgd", "rmsprop"} or torch optimizer class, \
@@ -279,6 +280,7 @@ default="adamw"
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Images or vectors, in the layout of the data fitted on.
 
         Returns
         -------
@@ -294,6 +296,7 @@ default="adamw"
         ----------
         Z : array-like of shape (n_samples, n_slots * slot_dim) or \
 (n_samples, n_slots, slot_dim)
+            Slots, flat or one row per slot.
 
         Returns
         -------

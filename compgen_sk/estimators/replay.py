@@ -73,20 +73,36 @@ class ReplayEncoder(SlotEstimatorBase):
     encoder : {"auto", "cnn", "mlp"} or torch.nn.Module, default="auto"
         Backbone of a fresh encoder.
     encoder_params : dict or None, default=None
+        Options of the named backbone (``channels``, ``n_layers``, ``hidden``).
     search_steps : int >= 0, default=0
         Search steps on the generator's decoder after the encoder pass.
     search_lr : float, default=0.05
+        Step size of the search.
     search_batch_size : int, default=256
+        Images searched together; bounds the memory of ``transform``.
     search_tol : float, default=1e-5
+        An image stops searching once its loss changes by less than this
+        fraction in one step; 0 always runs ``search_steps``.
     batch_size : int, default=64
+        Samples per training step.
     lr : float, default=1e-3
+        Learning rate of training.
     optimizer : {"adamw", "adam", "sgd", "rmsprop"} or torch optimizer class, \
 default="adamw"
     optimizer_params : dict or None, default=None
+        Extra optimizer arguments, e.g. ``{"weight_decay": 1e-4}``.
     device : str or torch.device, default="cpu"
+        Where to train and infer ("cpu", "cuda", "cuda:1", …).
     callbacks : list of skorch callbacks or None, default=None
+        E.g. ``[ProgressBar()]``; copied before use. A ``(name, callback)``
+        pair under a default's name (``"lr_plateau"``, ``"gradient_clipping"``,
+        ``"divergence"``, ``"plateau_stopping"``) replaces that default.
     random_state : int, RandomState instance or None, default=None
+        Seeds initialization, shuffling and every random draw of ``fit``; the
+        same int on CPU gives the same result. None draws a seed from NumPy's
+        global generator, as scikit-learn does.
     verbose : int, default=0
+        Print skorch's epoch log and a search progress bar when > 0.
 
     Attributes
     ----------

@@ -21,7 +21,12 @@ class SlotAutoencoder(nn.Module):
     Parameters
     ----------
     encoder : SlotEncoder
+        Maps inputs to slots; its ``distribution`` gives the posterior means and
+        log-variances (None without a VAE head).
     decoder : nn.Module
+        Maps slots (n, K, d) to reconstructions of the inputs. A
+        ``forward_with_penalty`` method, if it has one, also gives the
+        interaction penalty.
     """
 
     def __init__(self, encoder, decoder):
@@ -58,6 +63,8 @@ class SlotRegressor(nn.Module):
     Parameters
     ----------
     encoder : SlotEncoder
+        Maps inputs to slots (n, K, d); its ``n_slots`` and ``slot_dim`` size the
+        readout.
     n_targets : int
         Latents per true slot.
     """

@@ -38,8 +38,12 @@ class MLPRenderer(nn.Module):
     Parameters
     ----------
     in_dim : int
+        Size of each input vector.
     output_shape : tuple of int
+        Shape of one output sample; the output has shape ``(n, *output_shape)``.
     hidden : tuple of int, default=(256, 256)
+        Widths of the hidden layers, each followed by a ReLU; ``()`` makes the
+        renderer a single linear map.
     """
 
     def __init__(self, in_dim, output_shape, hidden=(256, 256)):
@@ -65,8 +69,12 @@ class ConvRenderer(nn.Module):
     Parameters
     ----------
     in_dim : int
+        Size of each input vector.
     output_shape : (C, H, W)
+        Shape of one output image: channels, height and width. Other shapes raise
+        a ValueError.
     channels : int, default=32
+        Channels of the starting feature map and of every transposed convolution.
     """
 
     def __init__(self, in_dim, output_shape, channels=32):
@@ -129,12 +137,19 @@ class AdditiveDecoder(nn.Module):
 
     Parameters
     ----------
-    n_slots, slot_dim : int
+    n_slots : int
+        Number of slots K.
+    slot_dim : int
+        Dimension d of each slot.
     output_shape : tuple of int
+        Shape of one output sample: ``(C, H, W)`` for images or ``(D,)`` for
+        vectors.
     shared : bool, default=False
         One renderer for every slot (slots exchangeable, as in Wiedemer et al.'s
         ``SlotMLPAdditive``) instead of one per slot.
     renderer : {"mlp", "conv"}, default="mlp"
+        Network that renders each slot: :class:`MLPRenderer` (any output) or
+        :class:`ConvRenderer` (images only).
     **renderer_params
         Passed to the renderer (``hidden`` or ``channels``).
     """
@@ -175,12 +190,20 @@ class MaskedDecoder(nn.Module):
 
     Parameters
     ----------
-    n_slots, slot_dim : int
+    n_slots : int
+        Number of slots K.
+    slot_dim : int
+        Dimension d of each slot.
     output_shape : tuple of int
+        Shape of one output sample: ``(C, H, W)`` for images or ``(D,)`` for
+        vectors.
     shared : bool, default=True
-        One renderer for every slot.
+        One renderer for every slot (slots exchangeable) instead of one per slot.
     renderer : {"mlp", "conv"}, default="mlp"
+        Network that renders each slot: :class:`MLPRenderer` (any output) or
+        :class:`ConvRenderer` (images only).
     **renderer_params
+        Passed to the renderer (``hidden`` or ``channels``).
     """
 
     def __init__(
@@ -260,10 +283,13 @@ def interaction_penalty(weights):
     Parameters
     ----------
     weights : Tensor of shape (n, heads, P, K)
+        Attention weights of the P output elements over the K slots, per head;
+        each row sums to one over slots.
 
     Returns
     -------
     penalty : Tensor of shape (n,)
+        Interaction penalty of each sample.
     """
     pairwise = 0.5 * (1.0 - weights.pow(2).sum(dim=-1))
     return pairwise.sum(dim=1).mean(dim=-1)
@@ -279,12 +305,22 @@ class TransformerDecoder(nn.Module):
 
     Parameters
     ----------
-    n_slots, slot_dim : int
+    n_slots : int
+        Number of slots K.
+    slot_dim : int
+        Dimension d of each slot.
     output_shape : tuple of int
+        Shape of one output sample: ``(C, H, W)`` for images (one query per
+        pixel, read out to C channels) or ``(D,)`` for vectors (one query per
+        feature).
     embed_dim : int, default=64
+        Width of the queries and of the slots once embedded.
     n_heads : int, default=4
+        Attention heads of each cross-attention block; must divide ``embed_dim``.
     n_layers : int, default=2
+        Number of cross-attention blocks.
     mlp_ratio : int, default=2
+        Hidden width of each block's MLP, as a multiple of ``embed_dim``.
     """
 
     def __init__(
@@ -340,10 +376,18 @@ class MLPDecoder(nn.Module):
 
     Parameters
     ----------
-    n_slots, slot_dim : int
+    n_slots : int
+        Number of slots K.
+    slot_dim : int
+        Dimension d of each slot.
     output_shape : tuple of int
+        Shape of one output sample: ``(C, H, W)`` for images or ``(D,)`` for
+        vectors.
     renderer : {"mlp", "conv"}, default="mlp"
+        Network on the concatenated slots ``(n, K * d)``: :class:`MLPRenderer` (any
+        output) or :class:`ConvRenderer` (images only).
     **renderer_params
+        Passed to the renderer (``hidden`` or ``channels``).
     """
 
     def __init__(
@@ -364,14 +408,22 @@ def make_decoder(name, n_slots, slot_dim, output_shape, **params):
     Parameters
     ----------
     name : {"additive", "masked", "transformer", "mlp"}
-    n_slots, slot_dim : int
+        Decoder class: :class:`AdditiveDecoder`, :class:`MaskedDecoder`,
+        :class:`TransformerDecoder` or :class:`MLPDecoder`.
+    n_slots : int
+        Number of slots K.
+    slot_dim : int
+        Dimension d of each slot.
     output_shape : tuple of int
+        Shape of one output sample: ``(C, H, W)`` for images or ``(D,)`` for
+        vectors.
     **params
         Passed to the decoder class.
 
     Returns
     -------
     decoder : nn.Module
+        The new, untrained decoder.
     """
     classes = {
         "additive": AdditiveDecoder,

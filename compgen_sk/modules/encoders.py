@@ -19,6 +19,7 @@ class ConvBackbone(nn.Module):
     Parameters
     ----------
     input_shape : (C, H, W)
+        Shape of one input image: channels, height and width.
     channels : int, default=32
         Channels of every convolution.
     n_layers : int, default=4
@@ -56,7 +57,11 @@ class MLPBackbone(nn.Module):
     Parameters
     ----------
     n_features : int
+        Size of each input once flattened; inputs of any shape are flattened to
+        (n, n_features).
     hidden : tuple of int, default=(256, 256)
+        Widths of the hidden layers, each followed by a ReLU; the last is the
+        output size (``n_features`` when empty).
     """
 
     def __init__(self, n_features, hidden=(256, 256)):
@@ -78,12 +83,16 @@ def infer_out_features(backbone, input_shape):
     Parameters
     ----------
     backbone : nn.Module
+        Maps inputs (n, ...) to features (n, n_features). An integer
+        ``out_features`` attribute is trusted; otherwise the backbone runs once,
+        in eval mode and without gradient, on two zero inputs.
     input_shape : tuple of int
         Shape of one input sample.
 
     Returns
     -------
     n_features : int
+        Number of features per sample.
     """
     width = getattr(backbone, "out_features", None)
     if isinstance(width, int):
@@ -114,8 +123,15 @@ class SlotEncoder(nn.Module):
     backbone : nn.Module
         Maps inputs to features (n, n_features).
     n_features : int
-    n_slots, slot_dim : int
+        Width of the backbone's output (see :func:`infer_out_features`).
+    n_slots : int
+        Number of slots K.
+    slot_dim : int
+        Dimension d of each slot.
     vae : bool, default=False
+        Add the log-variance head, so that ``distribution`` returns a diagonal
+        Gaussian posterior (log-variances clamped to [-10, 10]); without it the
+        encoder is deterministic.
     """
 
     def __init__(self, backbone, n_features, n_slots, slot_dim, vae=False):
@@ -144,11 +160,15 @@ def gaussian_kl(mean, log_var):
 
     Parameters
     ----------
-    mean, log_var : Tensor of shape (n, ...)
+    mean : Tensor of shape (n, ...)
+        Means of the Gaussian posterior.
+    log_var : Tensor of the shape of ``mean``
+        Log-variances of the Gaussian posterior.
 
     Returns
     -------
     kl : Tensor of shape (n,)
+        KL divergence of each sample's posterior from the standard normal prior.
     """
     return 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).flatten(1).sum(1)
 

@@ -25,7 +25,9 @@ class Standardize(nn.Module):
     Parameters
     ----------
     mean : array-like of the shape of one sample
+        Per-feature mean subtracted from the inputs.
     scale : float > 0
+        Divides the centered inputs (one overall scale for all features).
     """
 
     def __init__(self, mean, scale):
@@ -50,7 +52,9 @@ class RescaledDecoder(nn.Module):
     decoder : nn.Module
         Maps slots (n, K, d) to standardized outputs.
     mean : array-like of the shape of one output
+        Per-feature mean added to the scaled decoder output.
     scale : float > 0
+        Multiplies the decoder output (one overall scale for all features).
     """
 
     def __init__(self, decoder, mean, scale):
