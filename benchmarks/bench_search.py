@@ -1,4 +1,4 @@
-"""Search and training performance, as ratios measured in one run (issue 3, §5).
+"""Search and training performance, as ratios measured in one run.
 
     python benchmarks/bench_search.py [--steps 100] [--device cpu]
 

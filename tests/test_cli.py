@@ -25,7 +25,10 @@ FAST = [
 
 
 def test_compare_writes_table_csv_and_figures(tmp_path, capsys):
+    import torch
+
     out = tmp_path / "run"
+    torch_state = torch.get_rng_state().clone()
     status = main(
         [
             "compare",
@@ -39,6 +42,9 @@ def test_compare_writes_table_csv_and_figures(tmp_path, capsys):
         ]
     )
     assert status == 0
+    # Training, search and the figures' random draws leave torch's global
+    # generator as it was.
+    assert torch.equal(torch.get_rng_state(), torch_state)
     printed = capsys.readouterr().out
     for method in METHODS:
         assert method in printed
