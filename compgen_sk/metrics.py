@@ -47,6 +47,14 @@ __all__ = [
     "slot_scorers",
 ]
 
+# Parameters of the metrics computed from a decoder's Jacobian.
+_JACOBIAN_CONSTRAINTS = {
+    "estimator": "no_validation",
+    "X": ["array-like", None],
+    "Z": ["array-like", None],
+    "max_samples": [Interval(Integral, 1, None, closed="left")],
+    "random_state": ["random_state"],
+}
 # Share of samples that fit the readouts when no fit_mask is given.
 _FIT_FRACTION = 0.5
 
@@ -357,16 +365,7 @@ def decoder_jacobian_norms(decoder, Z):
     return jacobian.norm(dim=-1).detach().cpu().numpy()
 
 
-@validate_params(
-    {
-        "estimator": "no_validation",
-        "X": ["array-like", None],
-        "Z": ["array-like", None],
-        "max_samples": [Interval(Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
-    },
-    prefer_skip_nested_validation=True,
-)
+@validate_params(_JACOBIAN_CONSTRAINTS, prefer_skip_nested_validation=True)
 def jacobian_interaction_score(
     estimator, X=None, *, Z=None, max_samples=64, random_state=None
 ):
@@ -409,16 +408,7 @@ def jacobian_interaction_score(
     return float(np.mean((rescaled * weights).sum(axis=1)))
 
 
-@validate_params(
-    {
-        "estimator": "no_validation",
-        "X": ["array-like", None],
-        "Z": ["array-like", None],
-        "max_samples": [Interval(Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
-    },
-    prefer_skip_nested_validation=True,
-)
+@validate_params(_JACOBIAN_CONSTRAINTS, prefer_skip_nested_validation=True)
 def compositional_contrast(
     estimator, X=None, *, Z=None, max_samples=64, random_state=None
 ):
