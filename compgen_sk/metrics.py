@@ -287,8 +287,9 @@ def reconstruction_r2(estimator, X, sample_weight=None):
 
     ``X`` is mapped to slots with ``transform`` (search included, where the
     estimator searches) and back with ``inverse_transform``; the score is
-    :func:`reconstruction_r2_score` of the two, so 1 is perfect and 0 is no
-    better than the per-feature mean.
+    :func:`reconstruction_r2_score` of the two (uint8 images taken in [0, 1]),
+    as the estimator's ``score`` computes it: 1 is perfect and 0 is no better
+    than the per-feature mean.
 
     Parameters
     ----------
@@ -304,8 +305,7 @@ def reconstruction_r2(estimator, X, sample_weight=None):
     score : float
     """
     estimator = _slot_estimator(estimator, needs_decoder=True)
-    X_hat = estimator.inverse_transform(estimator.transform(X))
-    return reconstruction_r2_score(X, X_hat, sample_weight=sample_weight)
+    return float(estimator.score(X, sample_weight=sample_weight))
 
 
 def _slot_norms(estimator, X, Z, max_samples, random_state):

@@ -40,6 +40,7 @@ from ..modules import (
     make_backbone,
     make_decoder,
 )
+from ._data import ArrayDataset, as_float_array, as_float_tensor
 from ._loaders import BatchLoader
 from ._nets import DivergenceError, StopOnNonFiniteLoss
 
@@ -101,6 +102,24 @@ def _warn_if_channels_last(sample_shape):
             "expect (n_samples, channels, height, width).",
             UserWarning,
             stacklevel=7,
+        )
+
+
+def _warn_if_pixel_values(X):
+    """Warn when float images hold what look like 0–255 pixel values: uint8
+    images are scaled to [0, 1], float ones are taken as they are, so mixing
+    the two would shift the data by a factor of 255."""
+    if X.ndim != 4 or X.dtype == np.uint8 or not len(X):
+        return
+    low, high = float(X.min()), float(X.max())
+    if low >= 0 and 2.0 < high <= 255.0:
+        warnings.warn(
+            f"X holds float images with values in [{low:.3g}, {high:.3g}], which "
+            "look like 0-255 pixel values. Float images are taken as they are, "
+            "while uint8 images are scaled to [0, 1]: pass X.astype(np.uint8) or "
+            "X / 255 to treat both alike.",
+            UserWarning,
+            stacklevel=4,
         )
 
 
@@ -196,8 +215,10 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
             reset=reset,
             allow_nd=True,
             ensure_2d=False,
-            dtype=[np.float32, np.float64],
+            dtype=[np.float32, np.float64, np.uint8],
         )
+        if X.dtype == np.uint8 and X.ndim != 4:  # uint8 means pixels in images only
+            X = X.astype(np.float32)
         if X.ndim not in (2, 4):
             hint = (
                 " Reshape your data: X.reshape(-1, 1) for a single feature, "
@@ -217,6 +238,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                     f"(±{_FLOAT32_MAX:.3g}) that the networks compute in; rescale X."
                 )
         shape = tuple(X.shape[1:])
+        _warn_if_pixel_values(X)
         if reset:
             _warn_if_channels_last(shape)
             self.input_shape_ = shape
@@ -341,12 +363,13 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         n = len(X)
         total = np.zeros(X.shape[1:], dtype=np.float64)
         for start in range(0, n, _INFERENCE_BATCH):
-            total += X[start : start + _INFERENCE_BATCH].sum(axis=0, dtype=np.float64)
+            chunk = as_float_array(X[start : start + _INFERENCE_BATCH])
+            total += chunk.sum(axis=0, dtype=np.float64)
         mean = total / n
         squares = 0.0
         for start in range(0, n, _INFERENCE_BATCH):
-            chunk = X[start : start + _INFERENCE_BATCH] - mean
-            squares += float(np.square(chunk).sum())
+            chunk = as_float_array(X[start : start + _INFERENCE_BATCH]) - mean
+            squares += float(np.square(chunk, out=chunk).sum())
         scale = math.sqrt(squares / (n * mean.size))
         self.data_mean_ = mean.astype(np.float32)
         # Constant data: any positive scale gives the same (exact) fit.
@@ -485,9 +508,10 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         raise NotImplementedError
 
     def _fit_net(self, net, X, y=None):
-        """Train ``net`` on copies, so that the caller's arrays never change."""
-        X = torch.tensor(X, dtype=torch.float32) if isinstance(X, np.ndarray) else X
-        y = torch.tensor(y, dtype=torch.float32) if isinstance(y, np.ndarray) else y
+        """Train ``net`` on batches converted from X (copies: the caller's
+        arrays never change)."""
+        if isinstance(X, np.ndarray):  # read a batch at a time, never copied whole
+            X, y = ArrayDataset(X, y), None
         try:
             net.initialize()
         except TypeError as exc:
@@ -602,7 +626,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
     def _batches(self, array, batch_size):
         device = self._inference_device()
         for start in range(0, len(array), batch_size):
-            chunk = torch.tensor(array[start : start + batch_size], dtype=torch.float32)
+            chunk = as_float_tensor(array[start : start + batch_size])
             yield start, chunk.to(device)
 
     def _map_array(self, module, array, sample_shape, fn=None):
@@ -754,7 +778,9 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         if not self._has_decoder():
             raise ValueError(f"{type(self).__name__} has no decoder to reconstruct X.")
         X_hat = self.inverse_transform(self.transform(X))
-        X = check_array(X, allow_nd=True, dtype=[np.float32, np.float64])
+        X = as_float_array(
+            check_array(X, allow_nd=True, dtype=[np.float32, np.float64, np.uint8])
+        )
         return reconstruction_r2_score(X, X_hat, sample_weight=sample_weight)
 
     def __sklearn_tags__(self):

@@ -1,37 +1,40 @@
 """Batch iterators handed to skorch as ``iterator_train`` / ``iterator_valid``.
 
 skorch's default DataLoader indexes and collates one sample at a time; for small
-images that costs more than the network. These iterators slice whole tensors.
+images that costs more than the network. These iterators read whole batches,
+converting only the rows of each batch (X may be a disk-backed array).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch.utils.data import Subset
 
 _NO_TARGET = torch.zeros(1)
 
 
-def _tensors(dataset):
-    """The X and y tensors behind a skorch Dataset or a Subset of one (the
-    validation split)."""
+def _source(dataset):
+    """The ArrayDataset behind a dataset or a Subset of one (the validation
+    split), and the rows of it that the dataset holds (None: all)."""
     if isinstance(dataset, Subset):
-        X, y = _tensors(dataset.dataset)
-        index = torch.as_tensor(dataset.indices)
-        return X[index], None if y is None else y[index]
-    return dataset.X, dataset.y
+        inner, rows = _source(dataset.dataset)
+        index = np.asarray(dataset.indices)
+        return inner, index if rows is None else rows[index]
+    return dataset, None
 
 
 class BatchLoader:
-    """Mini-batches sliced from the tensors of a skorch ``Dataset``.
+    """Mini-batches read from an :class:`~compgen_sk.estimators._data.ArrayDataset`.
 
     Parameters
     ----------
-    dataset : skorch.dataset.Dataset
-        Holding tensors ``X`` and ``y`` (or ``y=None``).
+    dataset : ArrayDataset or Subset of one
+        The training (or validation) data.
     batch_size : int
+        Rows per batch.
     shuffle : bool, default=False
         Draw a new order every pass, from torch's global generator (which the
         estimators seed).
@@ -46,12 +49,13 @@ class BatchLoader:
         return math.ceil(len(self.dataset) / self.batch_size)
 
     def __iter__(self):
-        X, y = _tensors(self.dataset)
-        n = len(X)
+        data, rows = _source(self.dataset)
+        n = len(self.dataset)
         order = torch.randperm(n) if self.shuffle else torch.arange(n)
         for start in range(0, n, self.batch_size):
-            index = order[start : start + self.batch_size]
-            yield X[index], (_NO_TARGET if y is None else y[index])
+            index = order[start : start + self.batch_size].numpy()
+            X, y = data.take(index if rows is None else rows[index])
+            yield X, (_NO_TARGET if y is None else y)
 
 
 class StreamLoader:

@@ -1,0 +1,78 @@
+"""X as the user gives it, converted one batch at a time.
+
+The estimators never copy X whole: training, scaling and inference read rows
+from X as it is — an array, a disk-backed ``np.memmap`` — and convert only
+those rows to float32. Images stored as ``uint8`` are taken as 0–255 pixel
+values and scaled to [0, 1] on the fly, as torchvision's ``ToTensor`` does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+# uint8 pixel values map to [0, 1].
+_PIXEL_SCALE = np.float32(1.0 / 255.0)
+
+
+def as_float_array(rows):
+    """Rows of X as a float array: uint8 scaled to [0, 1], floats kept as
+    they are (float32 or float64)."""
+    rows = np.asarray(rows)
+    if rows.dtype == np.uint8:
+        return rows.astype(np.float32) * _PIXEL_SCALE
+    return rows
+
+
+def as_float_tensor(rows):
+    """Rows of X as a float32 tensor (a copy, never a view of X)."""
+    return torch.tensor(as_float_array(rows), dtype=torch.float32)
+
+
+class ArrayDataset(Dataset):
+    """Training data held as given and converted a batch at a time.
+
+    Parameters
+    ----------
+    X : ndarray or np.memmap of shape (n_samples, ...)
+        Inputs; rows are read with :meth:`take`.
+    y : ndarray of shape (n_samples, ...) or None, default=None
+        Targets (small: they are held in memory).
+    """
+
+    def __init__(self, X, y=None):
+        self.X = X
+        self.y = y
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, index):
+        X, y = self.take(np.asarray([index]))
+        return X[0], (y[0] if self.y is not None else y)
+
+    def take(self, index):
+        """The rows ``index`` (in that order) as float32 tensors ``(X, y)``.
+
+        Rows are read in increasing order, which disk-backed arrays serve
+        fastest, and put back in the order asked for.
+
+        Parameters
+        ----------
+        index : ndarray of int
+            Row numbers.
+
+        Returns
+        -------
+        X : Tensor of shape (len(index), ...)
+        y : Tensor or None
+        """
+        order = np.argsort(index, kind="stable")
+        rows = self.X[index[order]]
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        X = as_float_tensor(rows[back])
+        if self.y is None:
+            return X, None
+        return X, torch.as_tensor(self.y[index], dtype=torch.float32)
