@@ -773,6 +773,25 @@ def test_load_pug_reads_every_image_resized_with_its_labels(pug_root):
     assert bunch.ood.dtype == np.bool_
 
 
+def test_load_pug_cache_decodes_once_into_uint8_pixels(pug_root, tmp_path):
+    plain = load_pug(pug_root, image_size=8, random_state=0)
+    cache = tmp_path / "cache"
+    first = load_pug(pug_root, image_size=8, random_state=0, cache=cache)
+    files = sorted(cache.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".npy"
+    assert isinstance(first.images, np.memmap) and first.images.dtype == np.uint8
+    np.testing.assert_array_equal(
+        first.images, np.round(plain.images * 255).astype(np.uint8)
+    )
+    stamp = files[0].stat().st_mtime_ns
+    again = load_pug(pug_root, image_size=8, random_state=0, cache=cache)
+    assert files[0].stat().st_mtime_ns == stamp  # reused, not decoded again
+    np.testing.assert_array_equal(again.images, first.images)
+    pd.testing.assert_frame_equal(again.concepts, plain.concepts)
+    load_pug(pug_root, image_size=4, random_state=0, cache=cache)
+    assert len(list(cache.iterdir())) == 2  # one file per size and selection
+
+
 def test_load_pug_holds_out_pairs_but_no_animal_or_background(pug_root):
     bunch = load_pug(pug_root, image_size=4)
     assert bunch.ood.any() and not bunch.ood.all()

@@ -23,9 +23,11 @@ def build_bunch(
 
     ``X`` is ``images`` (n, C, H, W) for image datasets and ``data`` (n, d) for vector
     datasets; ``data`` is always the flattened view of ``images`` where there are some.
+    Images are float32, except a disk-backed memmap (a uint8 cache), kept as is.
     """
     if images is not None:
-        images = np.ascontiguousarray(images, dtype=np.float32)
+        if not isinstance(images, np.memmap):  # a cache on disk stays there
+            images = np.ascontiguousarray(images, dtype=np.float32)
         data = images.reshape(len(images), -1)
     else:
         data = np.ascontiguousarray(data, dtype=np.float32)
