@@ -193,6 +193,8 @@ default="adamw"
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
             In-domain training data.
+            May be uint8 images (0-255 pixels, scaled to [0, 1]) or a disk-backed
+            :class:`numpy.memmap`: X is read a batch at a time, never copied whole.
         y : array-like or DataFrame, default=None
             Ground-truth latents or concepts; required for
             ``objective="supervised"``, ignored otherwise.
@@ -277,7 +279,7 @@ default="adamw"
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
-            In-domain training data.
+            Data to score.
         y : array-like or DataFrame, default=None
             Required for ``objective="supervised"``: targets in the layout given
             to ``fit``, encoded as at fit (a category not seen at fit raises).

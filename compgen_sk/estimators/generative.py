@@ -240,6 +240,8 @@ default="adamw"
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
             In-domain training data.
+            May be uint8 images (0-255 pixels, scaled to [0, 1]) or a disk-backed
+            :class:`numpy.memmap`: X is read a batch at a time, never copied whole.
         y : None
             Ignored.
 
