@@ -12,7 +12,15 @@ sampled every 20 ms) above its level once the data are opened:
   disk and page cache).
 
 Then a ``GridSearchCV`` (4 candidates x 2 held-out-combination folds) runs
-serially and on a ``dask.distributed.LocalCluster`` of 2 worker processes.
+serially and on a ``dask.distributed.LocalCluster`` of 2 worker processes, one
+torch thread per fit in both (Dask's workers set ``OMP_NUM_THREADS=1``; with
+another thread count, float sums run in another order and scores differ in
+their last digits).
+
+Anonymous memory includes what the C allocator keeps after freeing: with
+glibc's default dynamic mmap threshold, the per-batch buffers of a long epoch
+fragment its heap (the same for arrays in memory); ``MALLOC_MMAP_THRESHOLD_=
+131072`` shows the memory that the data path itself adds.
 
     python benchmarks/bench_scale.py                   # 20,000 and 100,000 images
     python benchmarks/bench_scale.py --sizes 5000 --no-dask
@@ -138,6 +146,7 @@ def _run_storage(storage, folder, n):
 def _dask_search():
     """Wall time of one grid search, serial and on 2 Dask worker processes."""
     import joblib
+    import torch
     from distributed import Client, LocalCluster
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import Pipeline
@@ -146,6 +155,9 @@ def _dask_search():
     from compgen_sk.datasets import make_digit_compositions
 
     warnings.simplefilter("ignore")
+    # One torch thread per fit, serially as on Dask's workers (which set
+    # OMP_NUM_THREADS=1): the same arithmetic, so the same scores.
+    torch.set_num_threads(1)
     digits = make_digit_compositions(1500, random_state=0)
     model = Pipeline(
         [
@@ -180,7 +192,9 @@ def _dask_search():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", type=int, default=[20000, 100000])
+    parser.add_argument(
+        "--sizes", nargs="*", type=int, default=[20000, 100000], help="none: skip"
+    )
     parser.add_argument("--no-dask", action="store_true")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
