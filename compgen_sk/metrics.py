@@ -308,6 +308,24 @@ def reconstruction_r2(estimator, X, sample_weight=None):
     return float(estimator.score(X, sample_weight=sample_weight))
 
 
+def check_slots(Z, n_slots, slot_dim, *, estimator=None):
+    """Slot arrays (n, K * d) or (n, K, d), checked and returned as (n, K, d)."""
+    K, d = n_slots, slot_dim
+    Z = check_array(
+        Z,
+        allow_nd=True,
+        dtype=[np.float32, np.float64],
+        input_name="Z",
+        estimator=estimator,
+    )
+    if Z.shape[1:] not in ((K * d,), (K, d)):
+        raise ValueError(
+            f"Z must have shape (n, {K * d}) or (n, {K}, {d}) for {K} slots of "
+            f"dimension {d}; got {Z.shape}."
+        )
+    return Z.reshape(len(Z), K, d)
+
+
 def _slot_norms(estimator, X, Z, max_samples, random_state):
     """Per-sample, per-output, per-slot Jacobian norms ||d f_p / d z_k||."""
     estimator = _slot_estimator(estimator, needs_decoder=True)
@@ -315,14 +333,7 @@ def _slot_norms(estimator, X, Z, max_samples, random_state):
         raise ValueError("Pass exactly one of X (inputs) or Z (slots).")
     if Z is None:
         Z = estimator.transform(X)
-    K, d = estimator.n_slots_, estimator.slot_dim_
-    Z = check_array(Z, allow_nd=True, dtype=[np.float32, np.float64], input_name="Z")
-    if Z.shape[1:] not in ((K * d,), (K, d)):
-        raise ValueError(
-            f"Z must have shape (n, {K * d}) or (n, {K}, {d}) for {K} slots of "
-            f"dimension {d}; got {Z.shape}."
-        )
-    Z = Z.reshape(len(Z), K, d)
+    Z = check_slots(Z, estimator.n_slots_, estimator.slot_dim_, estimator=estimator)
     if len(Z) > max_samples:
         rows = check_random_state(random_state).choice(
             len(Z), max_samples, replace=False

@@ -31,7 +31,7 @@ from torch import nn
 from .._sklearn_compat import Interval, StrOptions, validate_parameter_constraints
 from .._torch import eval_mode, resolve_device
 from ..inversion import search_latents
-from ..metrics import reconstruction_r2_score
+from ..metrics import check_slots, reconstruction_r2_score
 from ..modules import (
     RescaledDecoder,
     SlotEncoder,
@@ -105,13 +105,11 @@ def _warn_if_channels_last(sample_shape):
         )
 
 
-def _warn_if_pixel_values(X):
-    """Warn when float images hold what look like 0–255 pixel values: uint8
-    images are scaled to [0, 1], float ones are taken as they are, so mixing
-    the two would shift the data by a factor of 255."""
-    if X.ndim != 4 or X.dtype == np.uint8 or not len(X):
-        return
-    low, high = float(X.min()), float(X.max())
+def _warn_if_pixel_values(low, high):
+    """Warn when float images, ranging from ``low`` to ``high``, hold what look
+    like 0–255 pixel values: uint8 images are scaled to [0, 1], float ones are
+    taken as they are, so mixing the two would shift the data by a factor of
+    255."""
     if low >= 0 and 2.0 < high <= 255.0:
         warnings.warn(
             f"X holds float images with values in [{low:.3g}, {high:.3g}], which "
@@ -123,9 +121,10 @@ def _warn_if_pixel_values(X):
         )
 
 
-def _check_user_backbone(backbone, input_shape):
-    """One dry forward of a user's encoder module on two zero samples, so that a
-    module that does not fit X fails before training, with a clear message."""
+def _user_backbone_width(backbone, input_shape):
+    """The output width of a user's encoder module, from one dry forward on two
+    zero samples, so that a module that does not fit X fails before training,
+    with a clear message."""
     try:
         param = next(backbone.parameters(), None)
         device = param.device if param is not None else "cpu"
@@ -147,6 +146,7 @@ def _check_user_backbone(backbone, input_shape):
             f"shape (n, {', '.join(map(str, input_shape))}) to features (n, "
             f"n_features); it returns {shape}."
         )
+    return int(out.shape[1])
 
 
 class SlotEstimatorBase(TransformerMixin, BaseEstimator):
@@ -230,15 +230,18 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                 f"X must be vectors (n_samples, n_features) or images "
                 f"(n_samples, channels, height, width); got shape {X.shape}.{hint}"
             )
-        if X.dtype == np.float64:
-            largest = max(float(X.max()), -float(X.min()))
-            if largest > _FLOAT32_MAX:
+        # One pass for the range of floats that the checks below need.
+        if X.dtype != np.uint8 and (X.dtype == np.float64 or X.ndim == 4) and len(X):
+            low, high = float(X.min()), float(X.max())
+            largest = max(high, -low)
+            if X.dtype == np.float64 and largest > _FLOAT32_MAX:
                 raise ValueError(
                     f"X has values up to {largest:.3g}, beyond the float32 range "
                     f"(±{_FLOAT32_MAX:.3g}) that the networks compute in; rescale X."
                 )
+            if X.ndim == 4:
+                _warn_if_pixel_values(low, high)
         shape = tuple(X.shape[1:])
-        _warn_if_pixel_values(X)
         if reset:
             _warn_if_channels_last(shape)
             self.input_shape_ = shape
@@ -322,20 +325,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
     def _validate_slots(self, Z):
         """Check slot arrays (n, K * d) or (n, K, d) against the fitted encoder."""
         encoder = self._encoder()
-        K, d = encoder.n_slots, encoder.slot_dim
-        Z = check_array(
-            Z,
-            allow_nd=True,
-            dtype=[np.float32, np.float64],
-            input_name="Z",
-            estimator=self,
-        )
-        if Z.shape[1:] not in ((K * d,), (K, d)):
-            raise ValueError(
-                f"Z must have shape (n, {K * d}) or (n, {K}, {d}) for {K} slots of "
-                f"dimension {d}; got {Z.shape}."
-            )
-        return Z.reshape(len(Z), K, d)
+        return check_slots(Z, encoder.n_slots, encoder.slot_dim, estimator=self)
 
     # ------------------------------------------------------------ torch set-up
 
@@ -383,7 +373,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         params = dict(self.encoder_params or {})
         if isinstance(self.encoder, nn.Module):
             backbone = copy.deepcopy(self.encoder)
-            _check_user_backbone(backbone, input_shape)
+            n_features = _user_backbone_width(backbone, input_shape)
         else:
             kind = self.encoder
             if kind == "auto":
@@ -394,7 +384,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                 raise ValueError(
                     f"encoder_params={params!r} do not fit encoder={kind!r}: {exc}"
                 ) from exc
-        n_features = infer_out_features(backbone, input_shape)
+            n_features = infer_out_features(backbone, input_shape)
         backbone = nn.Sequential(
             Standardize(self.data_mean_, self.data_scale_), backbone
         )
