@@ -17,13 +17,21 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._readout import concepts_from_table, match_slots, score_matrix, split_slots
+from ._objects import object_scores, per_sample_readouts, uses_per_sample
+from ._readout import (
+    Concept,
+    concepts_from_table,
+    match_slots,
+    score_matrix,
+    split_slots,
+)
 from ._sklearn_compat import (
     HasMethods,
     Interval,
@@ -67,6 +75,7 @@ _FIT_FRACTION = 0.5
         "fit_mask": ["array-like", None],
         "readout": [StrOptions({"mlp", "linear"}), HasMethods(["fit", "predict"])],
         "categorical": [StrOptions({"auto"}), "boolean", list, None],
+        "matching": [StrOptions({"auto", "global", "per_sample"})],
         "return_details": ["boolean"],
         "random_state": ["random_state"],
     },
@@ -80,6 +89,7 @@ def slot_identifiability_score(
     fit_mask=None,
     readout="mlp",
     categorical=None,
+    matching="auto",
     return_details=False,
     random_state=None,
 ):
@@ -91,6 +101,13 @@ def slot_identifiability_score(
     ones, averaged over the latents of slot ``j``. Inferred slots are matched to
     true slots by the Hungarian algorithm on this score matrix, and the score is
     the mean matched score (:ref:`background-metrics`).
+
+    Objects of one kind (two sprites) have no fixed order: which slot holds
+    which object may change from sample to sample. ``matching="per_sample"``
+    then fits one readout per concept shared by all inferred slots, and assigns
+    slots to objects in every sample by the lowest readout error, alternating
+    fits and assignments until they agree; the readouts fitted on ``fit_mask``
+    samples score the others, each assigned with its own true latents.
 
     To score out-of-domain identifiability, fit the readouts on ID samples and
     evaluate them on OOD samples::
@@ -119,9 +136,19 @@ def slot_identifiability_score(
         Which latents (indices within a slot) are categorical and scored by
         accuracy; None: none; "auto": integer-valued arrays. Concept tables say it
         themselves through their column dtypes.
+    matching : {"auto", "global", "per_sample"}, default="auto"
+        ``"global"``: one slot-to-object matching for all samples (slots with
+        roles: left / right cell, animal / background). ``"per_sample"``: an
+        assignment per sample (exchangeable objects); needs true slots with the
+        same concepts and at least as many inferred as true slots. ``"auto"``:
+        per-sample where it applies and the fit samples do not keep one
+        assignment (fewer than 90 % of them share the most common one), else
+        global: slots that keep their roles are scored globally, which does not
+        require them to share one code.
     return_details : bool, default=False
-        Also return a DataFrame with one row per (inferred slot, latent): its
-        score and whether that pair is matched.
+        Also return a DataFrame with one row per (inferred slot, latent) (global
+        matching) or per latent (per-sample matching): its score, whether it is
+        matched, and the matching used.
     random_state : int, RandomState instance or None, default=None
         Seeds the default split and MLP readouts.
 
@@ -143,7 +170,9 @@ def slot_identifiability_score(
     ...                                  random_state=0), 2) >= 0.95
     True
     """
-    concepts, _ = concepts_from_table(latents, categorical=categorical or False)
+    concepts, true_slots = concepts_from_table(
+        latents, categorical=categorical or False
+    )
     slots = split_slots(np.asarray(slots, dtype=np.float64), n_slots)
     if not np.isfinite(slots).all():
         raise ValueError("slots contain NaN or infinity.")
@@ -153,6 +182,28 @@ def slot_identifiability_score(
             f"latents have {len(concepts[0].values)} samples but slots have {n}."
         )
     fit_index, eval_index = _fit_eval_split(n, fit_mask, random_state)
+    if uses_per_sample(matching, latents):
+        readouts, _ = per_sample_readouts(
+            slots, concepts, true_slots, fit_index, readout, random_state
+        )
+        evaluated = [
+            Concept(c.slot, c.name, c.values[eval_index], c.categorical)
+            for c in concepts
+        ]
+        scores, _ = object_scores(readouts, slots[eval_index], evaluated, true_slots)
+        score = float(np.mean(scores))
+        if not return_details:
+            return score
+        return score, pd.DataFrame(
+            {
+                "true_slot": [c.slot for c in concepts],
+                "concept": [c.name for c in concepts],
+                "categorical": [c.categorical for c in concepts],
+                "score": scores,
+                "matched": True,
+                "matching": "per_sample",
+            }
+        )
     matrix, details = score_matrix(
         slots, concepts, fit_index, eval_index, readout, random_state
     )
@@ -165,6 +216,7 @@ def slot_identifiability_score(
     details["matched"] = [
         (i, j) in pairs for i, j in zip(details["inferred_slot"], details["true_slot"])
     ]
+    details["matching"] = "global"
     return score, details
 
 
@@ -470,8 +522,8 @@ def make_slot_scorer(metric="readout", **options):
         - ``"reconstruction"``: :func:`reconstruction_r2` of X.
     **options
         Keyword arguments of :func:`slot_identifiability_score` (``readout``,
-        ``categorical``, ``random_state``); ``random_state`` defaults to 0 here,
-        so that cross-validated scores are reproducible.
+        ``categorical``, ``matching``, ``random_state``); ``random_state``
+        defaults to 0 here, so that cross-validated scores are reproducible.
 
     Returns
     -------
@@ -514,11 +566,11 @@ class _ReadoutScorer:
 
 class _IdentifiabilityScorer:
     def __init__(self, options):
-        unknown = set(options) - {"readout", "categorical", "random_state"}
+        unknown = set(options) - {"readout", "categorical", "matching", "random_state"}
         if unknown:
             raise ValueError(
                 f"Unknown identifiability options {sorted(unknown)}; use readout, "
-                "categorical, random_state."
+                "categorical, matching, random_state."
             )
         # Seeded unless told otherwise, so that cross-validated scores repeat.
         self.options = {"random_state": 0, **options}

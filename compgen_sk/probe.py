@@ -13,6 +13,12 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._objects import (
+    concept_kind,
+    object_scores,
+    per_sample_readouts,
+    uses_per_sample,
+)
 from ._readout import (
     concepts_from_table,
     fit_readout,
@@ -35,17 +41,24 @@ __all__ = ["SlotProbe"]
 class SlotProbe(BaseEstimator):
     """Read ground-truth concepts out of inferred slots, matching slots first.
 
-    ``fit(slots, y)`` fits one readout per (inferred slot, concept) on part of
-    the data, scores them on the rest, matches inferred slots to true slots with
-    the Hungarian algorithm on the mean scores, and refits the matched readouts on
-    all the data. ``predict`` reads every concept off its matched slot; ``score``
-    is the mean accuracy (categorical concepts) / R² (continuous ones) over
-    concepts. Placed after a slot estimator in a :class:`~sklearn.pipeline.Pipeline`
-    fitted on in-domain data, its score on held-out combinations is the OOD
-    readout score of :ref:`background-metrics`::
+    With global matching, ``fit(slots, y)`` fits one readout per (inferred slot,
+    concept) on part of the data, scores them on the rest, matches inferred slots
+    to true slots with the Hungarian algorithm on the mean scores, and refits the
+    matched readouts on all the data. ``predict`` reads every concept off its
+    matched slot; ``score`` is the mean accuracy (categorical concepts) / R²
+    (continuous ones) over concepts. Placed after a slot estimator in a
+    :class:`~sklearn.pipeline.Pipeline` fitted on in-domain data, its score on
+    held-out combinations is the OOD readout score of :ref:`background-metrics`::
 
         Pipeline([("inv", GenerativeInverter()), ("probe", SlotProbe())])
             .fit(X_id, concepts_id).score(X_ood, concepts_ood)
+
+    Objects of one kind (two sprites) have no fixed order, so which slot holds
+    which object changes from sample to sample. With per-sample matching, every
+    concept of the kind has one readout shared by all inferred slots, fitted with
+    slots assigned to objects in every sample (alternating fits and assignments);
+    ``score`` assigns each sample's slots to its objects by the lowest readout
+    error against the ``y`` it is given.
 
     For a single concept without slot matching, the plain idiom is
     ``make_pipeline(FrozenEstimator(fitted), StandardScaler(),
@@ -65,19 +78,33 @@ class SlotProbe(BaseEstimator):
     categorical : "auto", bool or list of int, default="auto"
         For array ``y``: which latents are categorical ("auto": integer arrays).
         Concept tables say it by their dtypes.
+    matching : {"auto", "global", "per_sample"}, default="auto"
+        ``"global"``: one slot-to-object matching for all samples (slots with
+        roles). ``"per_sample"``: a matching per sample (exchangeable objects);
+        needs true slots with the same concepts. ``"auto"``: per-sample for a
+        concept table marked as holding exchangeable objects
+        (``y.attrs["exchangeable_slots"] = True``, as the concepts of
+        :func:`~compgen_sk.datasets.make_sprites` are), else global.
     match_fraction : float in (0, 1), default=1/3
-        Share of the fit data held out to score readouts for the matching.
+        Share of the fit data held out to score readouts for the global
+        matching.
     random_state : int, RandomState instance or None, default=None
         Seeds the matching split and MLP readouts.
 
     Attributes
     ----------
+    per_sample_ : bool
+        Whether slots are matched to objects per sample.
     matching_ : ndarray of shape (n_true_slots,)
-        Inferred slot read for each true slot.
-    slot_scores_ : DataFrame of shape ``(n_slots_, n_true_slots)``
-        Held-out readout scores used for the matching.
+        Inferred slot read for each true slot. With per-sample matching, the
+        inferred slots most often assigned to objects at fit, which ``predict``
+        reads (objects then come in no particular order).
+    slot_scores_ : DataFrame of shape ``(n_slots_, n_true_slots)`` or None
+        Held-out readout scores used for the global matching; None with
+        per-sample matching.
     readouts_ : dict
-        Fitted readout per concept name.
+        Fitted readout per concept name (one shared by the concepts of a kind
+        with per-sample matching).
     concept_names_ : list of str
     concept_slots_ : ndarray of int
         The true slot of each concept.
@@ -113,6 +140,7 @@ class SlotProbe(BaseEstimator):
         "readout": [StrOptions({"linear", "mlp"}), HasMethods(["fit", "predict"])],
         "n_slots": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "categorical": [StrOptions({"auto"}), "boolean", list],
+        "matching": [StrOptions({"auto", "global", "per_sample"})],
         "match_fraction": [Interval(Real, 0, 1, closed="neither")],
         "random_state": ["random_state"],
     }
@@ -123,12 +151,14 @@ class SlotProbe(BaseEstimator):
         *,
         n_slots="auto",
         categorical="auto",
+        matching="auto",
         match_fraction=1 / 3,
         random_state=None,
     ):
         self.readout = readout
         self.n_slots = n_slots
         self.categorical = categorical
+        self.matching = matching
         self.match_fraction = match_fraction
         self.random_state = random_state
 
@@ -176,6 +206,40 @@ class SlotProbe(BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = rng.randint(np.iinfo(np.int32).max)
         order = rng.permutation(n)
+        every = np.arange(n)
+        self.per_sample_ = uses_per_sample(self.matching, y)
+        self._object_readouts = None
+        if self.per_sample_:
+            objects, assignment = per_sample_readouts(
+                slots, concepts, true_slots, every, self.readout, seed
+            )
+            self._object_readouts = objects
+            # The slots most often holding an object at fit: what predict reads.
+            counts = np.bincount(assignment.ravel(), minlength=slots.shape[1])
+            top = np.argsort(-counts, kind="stable")[: len(true_slots)]
+            self.matching_ = np.sort(top)
+            self.slot_scores_ = None
+            models = dict(zip(objects.kinds, objects.models))
+            self.readouts_ = {
+                c.name: models[concept_kind(c.name, true_slots[c.slot])]
+                for c in concepts
+            }
+        else:
+            self._fit_global(slots, concepts, true_slots, order, seed)
+        self.concept_names_ = [c.name for c in concepts]
+        self.concept_slots_ = np.array([c.slot for c in concepts])
+        self.categorical_ = np.array([c.categorical for c in concepts])
+        self.concept_classes_ = {
+            c.name: sorted(set(np.asarray(c.values).tolist()), key=repr)
+            for c in concepts
+            if c.categorical
+        }
+        self.target_shape_ = _target_shape(y)
+        self.true_slot_names_ = true_slots
+        return self
+
+    def _fit_global(self, slots, concepts, true_slots, order, seed):
+        n = len(slots)
         n_match = round(self.match_fraction * n)
         if n_match >= 2 and n - n_match >= 2:
             fit_index, eval_index = order[n_match:], order[:n_match]
@@ -197,17 +261,6 @@ class SlotProbe(BaseEstimator):
             )
             for c in concepts
         }
-        self.concept_names_ = [c.name for c in concepts]
-        self.concept_slots_ = np.array([c.slot for c in concepts])
-        self.categorical_ = np.array([c.categorical for c in concepts])
-        self.concept_classes_ = {
-            c.name: sorted(set(np.asarray(c.values).tolist()), key=repr)
-            for c in concepts
-            if c.categorical
-        }
-        self.target_shape_ = _target_shape(y)
-        self.true_slot_names_ = true_slots
-        return self
 
     def predict(self, X):
         """Read every concept off its matched inferred slot.
@@ -282,6 +335,15 @@ class SlotProbe(BaseEstimator):
             )
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, slots)
+        if self.per_sample_:
+            scores, _ = object_scores(
+                self._object_readouts,
+                slots,
+                concepts,
+                self.true_slot_names_,
+                sample_weight,
+            )
+            return float(np.mean(scores))
         scores = [
             readout_score(
                 c,

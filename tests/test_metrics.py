@@ -64,7 +64,11 @@ def test_mixed_slots_score_clearly_lower(latents):
 
 def test_noise_scores_about_zero(latents):
     noise = np.random.default_rng(1).normal(size=latents.shape)
-    assert slot_identifiability_score(latents, noise, readout="linear") < 0.05
+    score = slot_identifiability_score
+    assert score(latents, noise, readout="linear", matching="global") < 0.05
+    # Per-sample matching picks each sample's assignment with its true latents,
+    # which favours even noise a little (documented).
+    assert abs(score(latents, noise, readout="linear", matching="per_sample")) < 0.1
 
 
 def test_flat_slots_with_n_slots_equal_three_d_slots(latents):
@@ -341,3 +345,151 @@ def test_identifiability_scorer_is_reproducible(fitted):
     first = identifiability_scorer(est, X, z)
     assert identifiability_scorer(est, X, z) == first
     assert "random_state=0" in repr(identifiability_scorer)
+
+
+# ---------------------------------------------------------- per-sample matching
+
+
+_COLUMNS = ["slot0_0", "slot0_1", "slot1_0", "slot1_1"]
+
+
+def _shuffled_objects(z, seed):
+    """The objects of every sample in a random order, and that order."""
+    rng = np.random.default_rng(seed)
+    order = np.argsort(rng.random(z.shape[:2]), axis=1)
+    return np.take_along_axis(z, order[:, :, None], axis=1), order
+
+
+def _shared_warp(z):
+    """One invertible nonlinear map applied to every slot."""
+    A = np.array([[1.5, 0.4], [-0.3, 1.2]])
+    return np.tanh(z @ A) + 0.2 * z
+
+
+@pytest.mark.parametrize("readout", ["linear", "mlp"])
+def test_per_sample_matching_reads_objects_in_any_order(latents, readout):
+    shuffled, _ = _shuffled_objects(latents, seed=3)
+    inferred = _shared_warp(shuffled)
+    score = slot_identifiability_score
+    per_sample = score(
+        latents, inferred, readout=readout, matching="per_sample", random_state=0
+    )
+    global_ = score(
+        latents, inferred, readout=readout, matching="global", random_state=0
+    )
+    assert per_sample >= 0.95
+    assert global_ < 0.5
+    # "auto" matches per sample for a table marked as holding exchangeable
+    # objects, and globally otherwise.
+    table = pd.DataFrame(latents.reshape(len(latents), -1), columns=_COLUMNS)
+    assert score(table, inferred, readout=readout, random_state=0) == global_
+    table.attrs["exchangeable_slots"] = True
+    assert score(table, inferred, readout=readout, random_state=0) == per_sample
+
+
+def test_per_sample_matching_scores_mixed_slots_low(latents):
+    shuffled, _ = _shuffled_objects(latents, seed=4)
+    # Each slot holds x of one object and y of the other.
+    swapped = np.stack(
+        [
+            np.stack([shuffled[:, 0, 0], shuffled[:, 1, 1]], axis=1),
+            np.stack([shuffled[:, 1, 0], shuffled[:, 0, 1]], axis=1),
+        ],
+        axis=1,
+    )
+    # Each slot a mixture of both objects.
+    summed = np.stack([shuffled.sum(1), shuffled[:, 0] - shuffled[:, 1]], axis=1)
+
+    def score(mixed):
+        return slot_identifiability_score(
+            latents, mixed, matching="per_sample", random_state=0
+        )
+
+    assert score(summed) < 0.6
+    # Half of every object's concepts read from the wrong slot: about 0.5, plus
+    # the optimism of choosing each sample's assignment with its true latents.
+    assert score(swapped) < 0.7
+
+
+def test_auto_keeps_global_matching_for_slots_with_roles(latents):
+    inferred = _warp(latents[:, ::-1], 0)  # one fixed order, a map per slot
+    score, details = slot_identifiability_score(
+        latents, inferred, readout="mlp", return_details=True, random_state=0
+    )
+    assert (details["matching"] == "global").all()
+    assert score == slot_identifiability_score(
+        latents, inferred, readout="mlp", matching="global", random_state=0
+    )
+
+
+def test_per_sample_details_and_more_inferred_slots(latents):
+    shuffled, _ = _shuffled_objects(latents, seed=5)
+    empty = np.zeros((len(latents), 1, 2))
+    inferred = np.concatenate([empty, _shared_warp(shuffled)], axis=1)
+    score, details = slot_identifiability_score(
+        latents,
+        inferred,
+        matching="per_sample",
+        return_details=True,
+        random_state=0,
+    )
+    assert score >= 0.95
+    assert list(details["concept"]) == _COLUMNS
+    assert (details["matching"] == "per_sample").all()
+    assert details["score"].mean() == pytest.approx(score)
+
+
+def test_per_sample_matching_with_categorical_concepts():
+    rng = np.random.default_rng(0)
+    shapes = rng.integers(0, 3, size=(600, 2))
+    x = rng.uniform(-1, 1, size=(600, 2))
+    table = pd.DataFrame(
+        {
+            "a_shape": pd.Categorical(shapes[:, 0]),
+            "a_x": x[:, 0],
+            "b_shape": pd.Categorical(shapes[:, 1]),
+            "b_x": x[:, 1],
+        }
+    )
+    z = np.stack([shapes, x], axis=2).astype(float)
+    shuffled, _ = _shuffled_objects(z, seed=1)
+    inferred = np.concatenate(
+        [np.eye(3)[shuffled[..., 0].astype(int)], shuffled[..., 1:]], axis=2
+    )
+    assert slot_identifiability_score(
+        table, inferred, matching="per_sample", random_state=0
+    ) == pytest.approx(1.0, abs=0.02)
+
+
+def test_per_sample_matching_refuses_objects_of_different_kinds(latents):
+    table = pd.DataFrame({"a_x": latents[:, 0, 0], "b_hue": latents[:, 1, 0]})
+    with pytest.raises(ValueError, match="true slots of one kind"):
+        slot_identifiability_score(table, latents, matching="per_sample")
+    # "auto" falls back to the global matching.
+    slot_identifiability_score(table, latents, random_state=0)
+    with pytest.raises(ValueError, match="at least as many inferred slots"):
+        slot_identifiability_score(latents, latents[:, :1], matching="per_sample")
+
+
+@pytest.mark.parametrize("shape", [(50, 2, 2), (50, 3, 3), (50, 4, 3), (20, 8, 8)])
+def test_best_assignment_equals_hungarian_per_sample(shape):
+    from scipy.optimize import linear_sum_assignment
+
+    from compgen_sk._objects import best_assignment
+
+    cost = np.random.default_rng(0).random(shape)
+    assignment = best_assignment(cost)
+    for c, a in zip(cost, assignment):
+        rows, cols = linear_sum_assignment(c)
+        best = c[rows, cols].sum()
+        assert c[a, np.arange(shape[2])].sum() == pytest.approx(best)
+        assert len(set(a.tolist())) == shape[2]
+
+
+def test_identifiability_scorer_takes_matching():
+    scorer = make_slot_scorer("identifiability", matching="per_sample")
+    assert scorer.options["matching"] == "per_sample"
+    with pytest.raises(ValueError, match="matching"):
+        slot_identifiability_score(
+            np.zeros((8, 2, 1)), np.zeros((8, 2, 1)), matching="sample"
+        )

@@ -240,3 +240,44 @@ def test_frozen_estimator_linear_probe_idiom(digits):
     ).fit(digits.images[~ood], digits.concepts["slot0_digit"][~ood])
     accuracy = probe.score(digits.images[ood], digits.concepts["slot0_digit"][ood])
     assert 0 <= accuracy <= 1
+
+
+def test_probe_per_sample_matching_reads_exchangeable_objects():
+    rng = np.random.default_rng(0)
+    z = rng.uniform(-1, 1, size=(900, 2, 2))
+    swap = rng.random(900) < 0.5
+    inferred = z.copy()
+    inferred[swap] = z[swap][:, ::-1]
+    inferred = np.tanh(1.5 * inferred).reshape(900, 4)
+    fit, test = slice(0, 600), slice(600, None)
+    probe = SlotProbe("mlp", matching="per_sample", random_state=0)
+    probe.fit(inferred[fit], z[fit])
+    assert probe.per_sample_ and probe.slot_scores_ is None
+    assert probe.score(inferred[test], z[test]) >= 0.95
+    assert probe.predict(inferred[test]).shape == (300, 2, 2)
+    glob = SlotProbe("mlp", matching="global", random_state=0)
+    assert not glob.fit(inferred[fit], z[fit]).per_sample_
+    assert glob.score(inferred[test], z[test]) < 0.5
+    # Readouts are shared by the objects' concepts.
+    assert probe.readouts_["slot0_0"] is probe.readouts_["slot1_0"]
+
+
+def test_probe_auto_matches_sprites_per_sample():
+    from compgen_sk.datasets import make_sprites
+
+    concepts = make_sprites(60, image_size=16, random_state=0).concepts
+    rng = np.random.default_rng(0)
+    slots = rng.normal(size=(60, 8))
+    assert SlotProbe(random_state=0).fit(slots, concepts).per_sample_
+    assert SlotProbe(random_state=0).fit(slots, concepts.iloc[:, :5]).per_sample_
+    assert not SlotProbe(matching="global").fit(slots, concepts).per_sample_
+
+
+def test_probe_auto_keeps_global_matching_for_ordered_slots(classes):
+    slots = _one_hot_slots(classes, order=(1, 0))
+    probe = SlotProbe(random_state=0).fit(slots, classes)
+    assert not probe.per_sample_
+    with pytest.raises(ValueError, match="one kind"):
+        SlotProbe(matching="per_sample").fit(
+            slots, pd.DataFrame({"a_x": classes[:, 0], "b_y": classes[:, 1] * 1.0})
+        )

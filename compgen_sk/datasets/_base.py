@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils import Bunch
 
+from .._concepts import EXCHANGEABLE
+
 
 def build_bunch(
     *,
@@ -17,6 +19,7 @@ def build_bunch(
     combination,
     descr,
     return_X_y,
+    exchangeable=False,
     **extra,
 ):
     """Assemble the dataset Bunch, or ``(X, latents)`` with ``return_X_y``.
@@ -24,6 +27,8 @@ def build_bunch(
     ``X`` is ``images`` (n, C, H, W) for image datasets and ``data`` (n, d) for vector
     datasets; ``data`` is always the flattened view of ``images`` where there are some.
     Images are float32, except a disk-backed memmap (a uint8 cache), kept as is.
+    ``exchangeable`` marks the concept table's true slots as objects of one kind
+    in no fixed order, so that slot matching is per sample by default.
     """
     if images is not None:
         if not isinstance(images, np.memmap):  # a cache on disk stays there
@@ -34,6 +39,8 @@ def build_bunch(
     latents = np.ascontiguousarray(latents, dtype=np.float32)
     if return_X_y:
         return (images if images is not None else data), latents
+    if exchangeable:
+        concepts.attrs[EXCHANGEABLE] = True
     bunch = Bunch(
         data=data,
         latents=latents,

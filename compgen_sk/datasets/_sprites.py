@@ -262,7 +262,9 @@ def make_sprites(
         ``latents`` (n, n_slots, 5) in natural units (shape as its index);
         ``latent_names``; ``concepts`` DataFrame with a column ``"slot{k}_{latent}"``
         per object and latent (``shape`` a categorical; continuous latents floats,
-        binned categoricals for ``support="random"``); ``ood`` boolean mask;
+        binned categoricals for ``support="random"``; its
+        ``attrs["exchangeable_slots"]`` is True, so that slot matching is per
+        sample by default); ``ood`` boolean mask;
         ``combination`` integer id of the binned slot-value combination; ``DESCR``.
         For ``"random"`` and ``"l_shape"`` (even ``n_bins``) the ID and OOD
         combination ids are disjoint; the diagonal support is continuous, so its
@@ -320,5 +322,6 @@ def make_sprites(
             f"support={support!r} (delta={delta}), split={split!r}."
         ),
         return_X_y=return_X_y,
+        exchangeable=True,
         shapes=list(shapes),
     )

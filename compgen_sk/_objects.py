@@ -1,0 +1,282 @@
+"""Per-sample matching: reading exchangeable objects out of slots.
+
+When the true slots are objects of one kind (two sprites), which inferred slot
+holds which object may change from image to image, so one slot-to-object matching
+per data set under-reports. Here every concept of the kind ("x", "hue", …) has one
+readout shared by all inferred slots, and the slots are assigned to the objects in
+every sample by the lowest total readout error. Readouts and assignments are found
+by alternation: fit the readouts on the assigned (slot, object) pairs, re-assign,
+until the assignments stop changing (:ref:`background-metrics`).
+
+Shared by :func:`compgen_sk.metrics.slot_identifiability_score` and
+:class:`compgen_sk.SlotProbe` (``matching="per_sample"`` or ``"auto"``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from sklearn.utils import check_random_state
+
+from ._concepts import EXCHANGEABLE
+from ._readout import Concept, fit_readout, readout_score
+
+# Alternation rounds of fit and assignment at most; usually 2-4 are needed.
+MAX_ROUNDS = 8
+# Permutations enumerated at most (7 slots); more slots use the Hungarian
+# algorithm image by image.
+_MAX_PERMUTATIONS = 5040
+# Cost-array elements per chunk when enumerating permutations.
+_CHUNK_ELEMENTS = 2**22
+
+
+def concept_kind(name, slot_name):
+    """``"x"`` for the column ``"slot0_x"`` of slot ``"slot0"``."""
+    return name[len(slot_name) + 1 :] if name.startswith(slot_name + "_") else name
+
+
+def object_values(concepts, true_slots):
+    """Per concept kind, the values of every true slot, ``(n, K)``.
+
+    Raises ValueError unless every true slot has the same concepts, of the same
+    kind (continuous or categorical): only then can one readout serve them all.
+
+    Returns
+    -------
+    kinds : list of str
+    categorical : list of bool
+    values : list of ndarray of shape (n, K)
+    """
+    by_slot = [[] for _ in true_slots]
+    for concept in concepts:
+        by_slot[concept.slot].append(concept)
+    signatures = [
+        [(concept_kind(c.name, true_slots[k]), c.categorical) for c in slot]
+        for k, slot in enumerate(by_slot)
+    ]
+    for k, signature in enumerate(signatures[1:], start=1):
+        if signature != signatures[0]:
+            raise ValueError(
+                "Per-sample matching needs true slots of one kind (objects with "
+                f"the same concepts): {true_slots[0]} has {signatures[0]} but "
+                f"{true_slots[k]} has {signature}. Use matching='global'."
+            )
+    kinds = [kind for kind, _ in signatures[0]]
+    categorical = [flag for _, flag in signatures[0]]
+    values = [
+        np.stack([np.asarray(slot[j].values) for slot in by_slot], axis=1)
+        for j in range(len(kinds))
+    ]
+    return kinds, categorical, values
+
+
+def best_assignment(cost):
+    """The injective slot-to-object assignment of lowest total cost, per sample.
+
+    Parameters
+    ----------
+    cost : ndarray of shape (n, K', K)
+        Cost of reading object ``j`` from inferred slot ``i``; ``K' >= K``.
+
+    Returns
+    -------
+    assignment : ndarray of int of shape (n, K)
+        The inferred slot of every object in every sample.
+    """
+    n, n_inferred, n_true = cost.shape
+    perms = list(itertools.permutations(range(n_inferred), n_true))
+    if len(perms) > _MAX_PERMUTATIONS:
+        return np.stack(
+            [linear_sum_assignment(c.T)[1] for c in cost]  # rows: objects
+        ).astype(int)
+    perms = np.asarray(perms)
+    columns = np.arange(n_true)
+    step = max(1, _CHUNK_ELEMENTS // (len(perms) * n_true))
+    best = np.empty(n, dtype=int)
+    for start in range(0, n, step):
+        block = cost[start : start + step]
+        totals = block[:, perms, columns].sum(axis=2)  # (b, P)
+        best[start : start + step] = totals.argmin(axis=1)
+    return perms[best]
+
+
+@dataclass
+class ObjectReadouts:
+    """One fitted readout per concept kind, shared by all inferred slots."""
+
+    kinds: list
+    categorical: list
+    models: list
+    scales: list  # variance of each continuous kind at fit (cost units)
+
+    def cost(self, slots, values):
+        """Cost ``(n, K', K)`` of reading every object from every slot: squared
+        error over the kind's variance (continuous) or 1 - probability of the
+        true label (categorical), summed over kinds."""
+        n, n_inferred, _ = slots.shape
+        flat = slots.reshape(n * n_inferred, -1)
+        total = np.zeros((n, n_inferred, values[0].shape[1]))
+        for model, categorical, scale, truth in zip(
+            self.models, self.categorical, self.scales, values
+        ):
+            if categorical:
+                total += _label_cost(model, flat, truth, n, n_inferred)
+            else:
+                pred = np.asarray(model.predict(flat), dtype=np.float64)
+                pred = pred.reshape(n, n_inferred, 1)
+                total += (pred - np.asarray(truth, dtype=np.float64)[:, None]) ** 2 / (
+                    scale
+                )
+        return total
+
+    def predict(self, slots):
+        """Predictions of every kind from every inferred slot, each ``(n, K')``."""
+        n, n_inferred, _ = slots.shape
+        flat = slots.reshape(n * n_inferred, -1)
+        return [np.asarray(m.predict(flat)).reshape(n, n_inferred) for m in self.models]
+
+
+def _label_cost(model, flat, truth, n, n_inferred):
+    if not hasattr(model, "predict_proba"):
+        pred = np.asarray(model.predict(flat)).reshape(n, n_inferred, 1)
+        return (pred != np.asarray(truth)[:, None]).astype(float)
+    proba = model.predict_proba(flat).reshape(n, n_inferred, -1)
+    index = {label: k for k, label in enumerate(np.asarray(model.classes_).tolist())}
+    codes = np.array([index.get(v, -1) for v in np.asarray(truth).ravel().tolist()])
+    codes = codes.reshape(truth.shape)  # (n, K)
+    picked = np.take_along_axis(
+        proba, np.maximum(codes, 0)[:, None, :].repeat(n_inferred, axis=1), axis=2
+    )
+    picked[np.broadcast_to(codes[:, None, :] < 0, picked.shape)] = 0.0
+    return 1.0 - picked
+
+
+def _pairs(slots, values, assignment):
+    """Rows (slot features, target) of the assigned (slot, object) pairs."""
+    n, n_true = assignment.shape
+    rows = np.repeat(np.arange(n), n_true)
+    features = slots[rows, assignment.ravel()]
+    return features, [v.ravel() for v in values]
+
+
+def _fit_kinds(features, targets, kinds, categorical, readout, seed):
+    models, scales = [], []
+    for j, (kind, flag) in enumerate(zip(kinds, categorical)):
+        concept = Concept(0, kind, targets[j], flag)
+        every = np.arange(len(features))
+        models.append(fit_readout(features, concept, every, readout, seed))
+        scales.append(
+            None if flag else max(float(np.var(targets[j].astype(float))), 1e-12)
+        )
+    return ObjectReadouts(kinds, categorical, models, scales)
+
+
+def fit_object_readouts(slots, values, kinds, categorical, readout, random_state):
+    """Alternate readout fits and per-sample assignments until they agree.
+
+    The first fit pairs every slot with every object, so that it favours no
+    assignment; every later fit uses the pairs of the last assignment.
+
+    Parameters
+    ----------
+    slots : ndarray of shape (n, K', d)
+    values : list of ndarray of shape (n, K)
+        Per kind, the true values of every object.
+    kinds, categorical : list
+        Names and kinds of the concepts, as from :func:`object_values`.
+    readout : str or estimator
+        As in :func:`compgen_sk._readout.make_readout`.
+    random_state : int
+        Seeds the first round's draw of pairs and MLP readouts.
+
+    Returns
+    -------
+    readouts : ObjectReadouts
+    assignment : ndarray of shape (n, K)
+        The last assignment of the fit samples.
+    """
+    n, n_inferred, _ = slots.shape
+    n_true = values[0].shape[1]
+    if n_inferred < n_true:
+        raise ValueError(
+            f"Per-sample matching needs at least as many inferred slots as "
+            f"objects; got {n_inferred} inferred slots for {n_true} objects."
+        )
+    rng = np.random.default_rng(random_state)
+    # Round 0: as many pairs as a later round, drawn from all (slot, object) pairs.
+    samples = np.repeat(np.arange(n), n_true)
+    inferred = rng.integers(n_inferred, size=len(samples))
+    objects = rng.integers(n_true, size=len(samples))
+    readouts = _fit_kinds(
+        slots[samples, inferred],
+        [v[samples, objects] for v in values],
+        kinds,
+        categorical,
+        readout,
+        random_state,
+    )
+    assignment = None
+    for _ in range(MAX_ROUNDS):
+        new = best_assignment(readouts.cost(slots, values))
+        if assignment is not None and np.array_equal(new, assignment):
+            break
+        assignment = new
+        features, targets = _pairs(slots, values, assignment)
+        readouts = _fit_kinds(
+            features, targets, kinds, categorical, readout, random_state
+        )
+    return readouts, assignment
+
+
+def object_scores(readouts, slots, concepts, true_slots, sample_weight=None):
+    """Score of every concept, its slot assigned to its object per sample.
+
+    Each sample's slots are assigned to its objects by the lowest total readout
+    cost against the true values; each concept is then scored (R² or accuracy)
+    on the predictions of its object's slot.
+
+    Returns
+    -------
+    scores : list of float
+        One per concept, in the order of ``concepts``.
+    assignment : ndarray of shape (n, K)
+    """
+    kinds, _, values = object_values(concepts, true_slots)
+    if kinds != readouts.kinds:
+        raise ValueError(
+            f"y has object concepts {kinds}, but the readouts were fitted on "
+            f"{readouts.kinds}."
+        )
+    assignment = best_assignment(readouts.cost(slots, values))
+    predictions = dict(zip(readouts.kinds, readouts.predict(slots)))
+    rows = np.arange(len(slots))
+    scores = []
+    for concept in concepts:
+        kind = concept_kind(concept.name, true_slots[concept.slot])
+        prediction = predictions[kind][rows, assignment[:, concept.slot]]
+        scores.append(readout_score(concept, concept.values, prediction, sample_weight))
+    return scores, assignment
+
+
+def uses_per_sample(matching, y):
+    """Whether ``matching`` means per-sample matching for the concepts ``y``:
+    ``"per_sample"``, or ``"auto"`` with a concept table marked as holding
+    exchangeable objects (``y.attrs["exchangeable_slots"]``, set by
+    :func:`~compgen_sk.datasets.make_sprites`)."""
+    if matching == "auto":
+        return isinstance(y, pd.DataFrame) and bool(y.attrs.get(EXCHANGEABLE, False))
+    return matching == "per_sample"
+
+
+def per_sample_readouts(slots, concepts, true_slots, index, readout, random_state):
+    """Readouts shared by slots, fitted on the samples ``index`` with per-sample
+    assignments, and the last assignments of those samples."""
+    kinds, categorical, values = object_values(concepts, true_slots)
+    seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+    return fit_object_readouts(
+        slots[index], [v[index] for v in values], kinds, categorical, readout, seed
+    )
