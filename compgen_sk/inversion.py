@@ -23,6 +23,7 @@ __all__ = [
     "recombine_slots",
     "sample_recombinations",
     "search_latents",
+    "search_starts",
 ]
 
 _ADAM_BETAS = (0.9, 0.999)
@@ -121,6 +122,42 @@ def search_latents(decoder, x, z_init, *, steps, lr, tol=0.0):
         previous[rows] = loss
     _record_final(decoder, z, xa, rows, best_z, best_loss)
     return best_z, best_loss, n_steps
+
+
+def search_starts(z, n_starts, generator=None):
+    """Starting points of a multi-start search: ``z`` and recombinations of it.
+
+    A wrong binding in the encoder's guess (a feature of one object in the slot
+    of the other, an object missed) is a local minimum that gradient search
+    cannot leave. Start 0 is the guess itself; every further start replaces each
+    slot, with probability 1/2 (at least one slot per image), by the same slot
+    of another image of the batch, so that the search also begins from other
+    plausible objects in every slot.
+
+    Parameters
+    ----------
+    z : Tensor of shape (n, K, d)
+        The guesses, e.g. the encoder's slots for a batch.
+    n_starts : int
+        Starts per image, the guess included.
+    generator : torch.Generator or None, default=None
+        Draws the recombinations (on ``z``'s device).
+
+    Returns
+    -------
+    starts : Tensor of shape (n_starts, n, K, d)
+    """
+    n, n_slots = z.shape[:2]
+    starts = [z]
+    for _ in range(n_starts - 1):
+        options = dict(device=z.device, generator=generator)
+        replace = torch.rand(n, n_slots, **options) < 0.5
+        forced = torch.randint(n_slots, (n,), **options)
+        replace[torch.arange(n, device=z.device), forced] = True
+        donors = torch.randint(n, (n, n_slots), **options)
+        recombined = z[donors, torch.arange(n_slots, device=z.device)]
+        starts.append(torch.where(replace[..., None], recombined, z))
+    return torch.stack(starts)
 
 
 def _record_final(decoder, z, x, rows, best_z, best_loss):

@@ -1,5 +1,7 @@
 """The method works, not only runs: tiny data, seconds each."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from compgen_sk.inversion import (
     recombine_slots,
     sample_recombinations,
     search_latents,
+    search_starts,
 )
 from compgen_sk.modules import TransformerDecoder, interaction_penalty, make_decoder
 
@@ -300,3 +303,37 @@ def test_consistency_loss_cannot_be_lowered_by_shrinking_the_slots():
     shrunk = consistency_loss(collapsed_encoder, decoder, 0.01 * slots)
     assert loss.item() == pytest.approx(shrunk.item(), rel=1e-4)
     assert loss.item() > 0.9  # a constant encoder explains none of the variance
+
+
+def _per_image_sse(estimator, X):
+    X_hat = estimator.inverse_transform(estimator.transform(X))
+    return ((X_hat - X) ** 2).reshape(len(X), -1).sum(axis=1)
+
+
+def test_multi_start_search_never_ends_worse_than_single_start(generator, split_data):
+    _, X_ood = split_data
+    one = copy.copy(generator).set_params(search_restarts=1, search_steps=30)
+    four = copy.copy(generator).set_params(search_restarts=4, search_steps=30)
+    single, multi = _per_image_sse(one, X_ood), _per_image_sse(four, X_ood)
+    assert np.all(multi <= single * (1 + 1e-4) + 1e-7)
+    assert multi.mean() < single.mean()
+    # A function of X: the same starts at every call.
+    np.testing.assert_array_equal(four.transform(X_ood), four.transform(X_ood))
+
+
+def test_search_starts_are_the_guess_and_slot_recombinations():
+    z = torch.arange(24.0).reshape(6, 2, 2)
+    starts = search_starts(z, 3, torch.Generator().manual_seed(0))
+    assert starts.shape == (3, 6, 2, 2)
+    torch.testing.assert_close(starts[0], z)
+    for start in starts[1:]:
+        # Every slot comes from the same slot of some image; one changes at least.
+        for k in range(2):
+            assert all(any(torch.equal(s, o) for o in z[:, k]) for s in start[:, k])
+    assert search_starts(z, 1).shape == (1, 6, 2, 2)
+
+
+def test_search_restarts_is_validated_at_transform(generator, split_data):
+    est = copy.copy(generator).set_params(search_restarts=0)
+    with pytest.raises(ValueError, match="search_restarts"):
+        est.transform(split_data[1][:4])

@@ -30,7 +30,7 @@ from torch import nn
 
 from .._sklearn_compat import Interval, StrOptions, validate_parameter_constraints
 from .._torch import eval_mode, resolve_device
-from ..inversion import search_latents
+from ..inversion import search_latents, search_starts
 from ..metrics import check_slots, reconstruction_r2_score
 from ..modules import (
     RescaledDecoder,
@@ -167,6 +167,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
     # had these values (their __init__ sets the instance attribute otherwise).
     validation_fraction = None  # no validation split
     search_steps = 0  # the encoder alone, no search
+    search_restarts = 1
 
     _parameter_constraints: dict = {
         "encoder": [StrOptions({"auto", "cnn", "mlp"}), nn.Module],
@@ -198,6 +199,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         "search_lr": [Interval(Real, 0, None, closed="neither")],
         "search_batch_size": _positive_int(),
         "search_tol": [Interval(Real, 0, None, closed="left")],
+        "search_restarts": _positive_int(),
     }
 
     # ------------------------------------------------------------------ inputs
@@ -652,6 +654,14 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
 
             total = math.ceil(len(X) / self.search_batch_size)
             chunks = tqdm(chunks, total=total, desc="search", unit="batch")
+        restarts = self.search_restarts if steps else 1
+        generator = None
+        if restarts > 1:
+            # Recombined starts drawn the same way at every call: transform is
+            # a function of X.
+            seed = self.random_state if isinstance(self.random_state, Integral) else 0
+            device = self._inference_device()
+            generator = torch.Generator(device=device).manual_seed(int(seed))
         with eval_mode(encoder, decoder):
             for start, x in chunks:
                 with torch.no_grad():
@@ -659,14 +669,21 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                 if steps:
                     # Search in standardized units: the same minimizer, and
                     # squared errors that stay finite for data of any size.
-                    z, _, _ = search_latents(
+                    target = decoder.standardize(x)
+                    starts = search_starts(z, restarts, generator)
+                    z, loss, _ = search_latents(
                         decoder.decoder,
-                        decoder.standardize(x),
-                        z,
+                        target.repeat(restarts, *([1] * (target.dim() - 1))),
+                        starts.flatten(0, 1),
                         steps=steps,
                         lr=self.search_lr,
                         tol=self.search_tol,
                     )
+                    if restarts > 1:
+                        best = loss.view(restarts, len(x)).argmin(dim=0)
+                        z = z.view(restarts, *starts.shape[1:])[
+                            best, torch.arange(len(x), device=z.device)
+                        ]
                 out[start : start + len(x)] = z.cpu().numpy()
         return out
 

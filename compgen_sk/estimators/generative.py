@@ -65,6 +65,12 @@ class GenerativeInverter(SlotEstimatorBase):
     search_tol : float >= 0, default=1e-5
         An image stops searching once its loss changes by less than this
         fraction in one step; 0 always runs ``search_steps``.
+    search_restarts : int >= 1, default=1
+        Starts of the search per image: the encoder's guess, and
+        ``search_restarts - 1`` recombinations of it with slots of other images
+        of the batch (:func:`~compgen_sk.inversion.search_starts`); each image
+        keeps its best reconstruction. Costs ``search_restarts`` searches, and
+        as many times the memory of one batch.
     max_epochs : int, default=80
         Training epochs.
     n_init : int, default=1
@@ -189,6 +195,7 @@ default="adamw"
         search_lr=0.05,
         search_batch_size=256,
         search_tol=1e-5,
+        search_restarts=1,
         max_epochs=80,
         n_init=1,
         tol=1e-4,
@@ -218,6 +225,7 @@ default="adamw"
         self.search_lr = search_lr
         self.search_batch_size = search_batch_size
         self.search_tol = search_tol
+        self.search_restarts = search_restarts
         self.max_epochs = max_epochs
         self.n_init = n_init
         self.tol = tol

@@ -83,6 +83,12 @@ class ReplayEncoder(SlotEstimatorBase):
     search_tol : float, default=1e-5
         An image stops searching once its loss changes by less than this
         fraction in one step; 0 always runs ``search_steps``.
+    search_restarts : int >= 1, default=1
+        Starts of the search per image: the encoder's guess, and
+        ``search_restarts - 1`` recombinations of it with slots of other images
+        of the batch (:func:`~compgen_sk.inversion.search_starts`); each image
+        keeps its best reconstruction. Costs ``search_restarts`` searches, and
+        as many times the memory of one batch.
     batch_size : int, default=64
         Samples per training step.
     lr : float, default=1e-3
@@ -181,6 +187,7 @@ default="adamw"
         search_lr=0.05,
         search_batch_size=256,
         search_tol=1e-5,
+        search_restarts=1,
         batch_size=64,
         lr=1e-3,
         optimizer="adamw",
@@ -204,6 +211,7 @@ default="adamw"
         self.search_lr = search_lr
         self.search_batch_size = search_batch_size
         self.search_tol = search_tol
+        self.search_restarts = search_restarts
         self.batch_size = batch_size
         self.lr = lr
         self.optimizer = optimizer
