@@ -24,6 +24,7 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from skorch.callbacks import ProgressBar
 
+from ._concepts import EXCHANGEABLE
 from ._torch import resolve_device
 from .datasets import load_pug, make_additive, make_digit_compositions, make_sprites
 from .estimators import EncoderBaseline, GenerativeInverter, ReplayEncoder
@@ -106,6 +107,11 @@ class Settings:
 
 
 PROBES = ("mlp", "linear")
+#: The sprites setting of Wiedemer et al. (64 px, 300 epochs), for a GPU.
+SPRITES_64PX = (
+    "compgen-sk compare --dataset sprites --image-size 64 --slot-dim 6 "
+    "--epochs 300 --n-samples 20000 --device cuda"
+)
 #: Files that a comparison writes into its output folder.
 OUTPUT_FILES = (
     "results.csv",
@@ -284,6 +290,13 @@ class Split:
     n_slots: int
     description: str
 
+    @property
+    def exchangeable(self):
+        """Whether the true slots are objects of one kind in no fixed order
+        (sprites): probes then match slots per sample, and the autoencoders
+        render every slot with one shared renderer."""
+        return bool(self.y_train.attrs.get(EXCHANGEABLE, False))
+
 
 def load_split(settings, seed):
     """Draw the dataset for ``seed`` and cut it into ID train (80 %), ID test
@@ -357,7 +370,13 @@ class Comparison:
 
     def _common(self):
         s = self.settings
+        shared = {}
+        if self.split.exchangeable and "decoder_params" not in s.extra:
+            # Objects of one kind need one code for all slots: one renderer
+            # shared by the slots (as Wiedemer et al.), not one per slot.
+            shared = {"decoder_params": {"shared": True}}
         return dict(
+            **shared,
             n_slots=self.split.n_slots,
             slot_dim=s.slot_dim,
             max_epochs=s.epochs,
@@ -431,7 +450,7 @@ class Comparison:
             replay_common = {
                 k: v
                 for k, v in common.items()
-                if k not in ("n_slots", "slot_dim", "max_epochs")
+                if k not in ("n_slots", "slot_dim", "max_epochs", "decoder_params")
             }
             est = self._fit(
                 "replay",
@@ -552,6 +571,12 @@ def run_comparison(settings=None, out=None, log=print, **overrides):
             f"[seed {seed}] {split.description} ID train {len(split.X_train)}, ID "
             f"test {len(split.X_test)}, OOD {len(split.X_ood)}."
         )
+        if split.exchangeable and seed == settings.seeds[0]:
+            log(
+                "Objects of one kind: slots are matched to objects per sample, and "
+                "every autoencoder renders all slots with one shared renderer. "
+                f"At 64 px on a GPU: {SPRITES_64PX}"
+            )
         largest = max(settings.n_train or (0,))
         if largest > len(split.X_train):  # before any training
             raise ValueError(
