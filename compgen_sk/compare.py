@@ -293,8 +293,8 @@ class Split:
     @property
     def exchangeable(self):
         """Whether the true slots are objects of one kind in no fixed order
-        (sprites): probes then match slots per sample, and the autoencoders
-        render every slot with one shared renderer."""
+        (sprites): probes then match slots per sample, and the additive
+        generator renders every slot with one shared renderer."""
         return bool(self.y_train.attrs.get(EXCHANGEABLE, False))
 
 
@@ -370,13 +370,7 @@ class Comparison:
 
     def _common(self):
         s = self.settings
-        shared = {}
-        if self.split.exchangeable and "decoder_params" not in s.extra:
-            # Objects of one kind need one code for all slots: one renderer
-            # shared by the slots (as Wiedemer et al.), not one per slot.
-            shared = {"decoder_params": {"shared": True}}
         return dict(
-            **shared,
             n_slots=self.split.n_slots,
             slot_dim=s.slot_dim,
             max_epochs=s.epochs,
@@ -414,10 +408,15 @@ class Comparison:
 
     def generator(self):
         s = self.settings
+        common = self._common()
+        if self.split.exchangeable and "decoder_params" not in common:
+            # Objects of one kind need one code for all slots: one renderer
+            # shared by the slots (as Wiedemer et al.), not one per slot.
+            common["decoder_params"] = {"shared": True}
         return self._fit(
             "generator",
             lambda: GenerativeInverter(
-                decoder="additive", search_steps=s.search_steps, **self._common()
+                decoder="additive", search_steps=s.search_steps, **common
             ),
         )
 
@@ -450,7 +449,7 @@ class Comparison:
             replay_common = {
                 k: v
                 for k, v in common.items()
-                if k not in ("n_slots", "slot_dim", "max_epochs", "decoder_params")
+                if k not in ("n_slots", "slot_dim", "max_epochs")
             }
             est = self._fit(
                 "replay",
@@ -574,7 +573,7 @@ def run_comparison(settings=None, out=None, log=print, **overrides):
         if split.exchangeable and seed == settings.seeds[0]:
             log(
                 "Objects of one kind: slots are matched to objects per sample, and "
-                "every autoencoder renders all slots with one shared renderer. "
+                "the additive generator renders all slots with one shared renderer. "
                 f"At 64 px on a GPU: {SPRITES_64PX}"
             )
         largest = max(settings.n_train or (0,))

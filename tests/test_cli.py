@@ -233,3 +233,29 @@ def test_with_params_copies_instead_of_changing_a_fitted_estimator():
     assert model.search_steps == 3 and encoder_only.search_steps == 0
     assert encoder_only.net_ is model.net_
     assert (encoder_only.transform(X) == model.encode(X)).all()
+
+
+def test_sprites_comparison_matches_objects_per_sample():
+    from compgen_sk.compare import Comparison, Settings, load_split
+
+    settings = Settings(
+        dataset="sprites",
+        image_size=16,
+        n_samples=200,
+        epochs=1,
+        search_steps=2,
+        seeds=(0,),
+        progress=False,
+    )
+    split = load_split(settings, 0)
+    assert split.exchangeable
+    assert not load_split(Settings(dataset="additive", n_samples=200), 0).exchangeable
+    generator = Comparison(settings, split, 0).generator()
+    assert generator.decoder_params == {"shared": True}
+    lines = []
+    results = run_comparison(
+        settings, methods=("generative-encoder",), log=lines.append
+    )
+    assert any("matched to objects per sample" in line for line in lines)
+    assert any("--image-size 64" in line for line in lines)
+    assert len(results) == 1
