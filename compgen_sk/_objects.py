@@ -6,7 +6,8 @@ per data set under-reports. Here every concept of the kind ("x", "hue", …) has
 readout shared by all inferred slots, and the slots are assigned to the objects in
 every sample by the lowest total readout error. Readouts and assignments are found
 by alternation: fit the readouts on the assigned (slot, object) pairs, re-assign,
-until the assignments stop changing (:ref:`background-metrics`).
+until (almost) no assignment changes (:ref:`background-metrics`). Readouts with
+``warm_start`` (the built-in MLPs) continue from the previous round's weights.
 
 Shared by :func:`compgen_sk.metrics.slot_identifiability_score` and
 :class:`compgen_sk.SlotProbe` (``matching="per_sample"`` or ``"auto"``).
@@ -27,6 +28,8 @@ from ._readout import Concept, fit_readout, readout_score
 
 # Alternation rounds of fit and assignment at most; usually 2-4 are needed.
 MAX_ROUNDS = 8
+# The alternation stops once at most this share of samples change assignment.
+STABLE_SHARE = 0.002
 # Permutations enumerated at most (7 slots); more slots use the Hungarian
 # algorithm image by image.
 _MAX_PERMUTATIONS = 5040
@@ -163,16 +166,37 @@ def _pairs(slots, values, assignment):
     return features, [v.ravel() for v in values]
 
 
-def _fit_kinds(features, targets, kinds, categorical, readout, seed):
+def _fit_kinds(features, targets, kinds, categorical, readout, seed, previous=None):
+    """One readout per kind on the pooled pairs; the previous round's models
+    continue from their weights where they can (``warm_start``)."""
     models, scales = [], []
     for j, (kind, flag) in enumerate(zip(kinds, categorical)):
         concept = Concept(0, kind, targets[j], flag)
-        every = np.arange(len(features))
-        models.append(fit_readout(features, concept, every, readout, seed))
+        model = None if previous is None else previous.models[j]
+        if _can_continue(model, targets[j], flag):
+            model[-1].set_params(warm_start=True)
+            model.fit(features, targets[j])
+        else:
+            every = np.arange(len(features))
+            model = fit_readout(features, concept, every, readout, seed)
+        models.append(model)
         scales.append(
             None if flag else max(float(np.var(targets[j].astype(float))), 1e-12)
         )
     return ObjectReadouts(kinds, categorical, models, scales)
+
+
+def _can_continue(model, target, categorical):
+    """Whether a fitted pipeline can go on training from its weights on
+    ``target`` (it has ``warm_start``, and a classifier knows all the labels)."""
+    if model is None or not hasattr(model, "steps"):
+        return False
+    if "warm_start" not in model[-1].get_params():
+        return False
+    if categorical:
+        known = set(np.asarray(model.classes_).tolist())
+        return set(np.unique(target).tolist()) == known
+    return True
 
 
 def fit_object_readouts(slots, values, kinds, categorical, readout, random_state):
@@ -222,12 +246,14 @@ def fit_object_readouts(slots, values, kinds, categorical, readout, random_state
     assignment = None
     for _ in range(MAX_ROUNDS):
         new = best_assignment(readouts.cost(slots, values))
-        if assignment is not None and np.array_equal(new, assignment):
-            break
+        if assignment is not None:
+            changed = np.mean(np.any(new != assignment, axis=1))
+            if changed <= STABLE_SHARE:
+                break
         assignment = new
         features, targets = _pairs(slots, values, assignment)
         readouts = _fit_kinds(
-            features, targets, kinds, categorical, readout, random_state
+            features, targets, kinds, categorical, readout, random_state, readouts
         )
     return readouts, assignment
 

@@ -102,7 +102,12 @@ def build_parser():
         help=f"any of: {', '.join(METHODS)}",
     )
     compare.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
-    compare.add_argument("--slot-dim", type=_positive_int, default=defaults.slot_dim)
+    compare.add_argument(
+        "--slot-dim",
+        type=_positive_int,
+        default=defaults.slot_dim,
+        help="dimension of each slot; default: the dataset's (6 for sprites, else 12)",
+    )
     compare.add_argument(
         "--lr", type=_positive_float, default=defaults.lr, help="learning rate"
     )

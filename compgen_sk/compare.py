@@ -60,8 +60,9 @@ class Settings:
         Keys of :data:`METHODS`.
     epochs : int
         Training epochs of every model (replay trains as many).
-    slot_dim : int
-        Dimension of each slot, for every method.
+    slot_dim : int or None
+        Dimension of each slot, for every method; None: the dataset's default
+        (:data:`SLOT_DIMS`: 6 for sprites, as Wiedemer et al., else 12).
     lr : float
         Learning rate of every model.
     search_steps : int
@@ -93,7 +94,7 @@ class Settings:
     image_size: int | None = None
     methods: tuple = tuple(METHODS)
     epochs: int = 40
-    slot_dim: int = 12
+    slot_dim: int | None = None
     lr: float = 1e-3
     search_steps: int = 100
     probe: str = "mlp"
@@ -107,6 +108,8 @@ class Settings:
 
 
 PROBES = ("mlp", "linear")
+#: Slot dimension per dataset when the settings leave it to the dataset.
+SLOT_DIMS = {"digits": 12, "sprites": 6, "additive": 12, "pug": 12}
 #: The sprites setting of Wiedemer et al. (64 px, 300 epochs), for a GPU.
 SPRITES_64PX = (
     "compgen-sk compare --dataset sprites --image-size 64 --slot-dim 6 "
@@ -149,9 +152,13 @@ def check_settings(settings, out=None):
         raise ValueError(f"dataset must be one of {DATASETS}, got {s.dataset!r}.")
     _check_list("methods", s.methods, lambda m: m in METHODS, f"any of {list(METHODS)}")
     for name, low in (("n_samples", 1), ("epochs", 1), ("slot_dim", 1)):
+        if name == "slot_dim" and s.slot_dim is None:
+            continue
         if not _is_int(getattr(s, name), low):
             raise ValueError(
-                f"{name} must be an integer >= {low}, got {getattr(s, name)!r}."
+                f"{name} must be an integer >= {low}"
+                + (" or None" if name == "slot_dim" else "")
+                + f", got {getattr(s, name)!r}."
             )
     if not _is_int(s.search_steps, 0):
         raise ValueError(
@@ -372,7 +379,7 @@ class Comparison:
         s = self.settings
         return dict(
             n_slots=self.split.n_slots,
-            slot_dim=s.slot_dim,
+            slot_dim=s.slot_dim or SLOT_DIMS[s.dataset],
             max_epochs=s.epochs,
             lr=s.lr,
             device=s.device,
