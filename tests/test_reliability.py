@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import scipy.sparse
 import torch
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 from skorch.callbacks import Checkpoint, EarlyStopping, ProgressBar
 
@@ -1325,3 +1325,15 @@ def test_nothing_a_user_passes_is_modified():
     assert optimizer_params == {"weight_decay": 0.0}
     assert len(callbacks) == 1 and isinstance(callbacks[0], ProgressBar)
     assert not hasattr(callbacks[0], "pbar_") or callbacks[0].pbar_ is None
+
+
+@pytest.mark.parametrize("n_init", [1, 2])
+def test_warnings_point_at_the_users_call(n_init):
+    X = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
+    with pytest.warns(ConvergenceWarning) as record:
+        GenerativeInverter(**{**TINY, "n_init": n_init}).fit(X)
+    assert {w.filename for w in record} == {__file__}
+    images = np.random.default_rng(0).random((16, 8, 5, 3)).astype(np.float32)
+    with pytest.warns(UserWarning, match="channels-last") as record:
+        EncoderBaseline(**TINY).fit(images)
+    assert record[0].filename == __file__

@@ -8,10 +8,14 @@ import contextlib
 import copy
 import inspect
 import math
+import os
+import sys
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import sklearn
+import skorch
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -67,6 +71,11 @@ _CONVERGENCE_WINDOW = 5
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Channel counts that make a last axis look like the channels of images.
 _CHANNEL_COUNTS = (1, 3, 4)
+# Code whose frames a warning skips to point at the user's call.
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(m.__file__) + os.sep
+    for m in (sys.modules[__name__.split(".")[0]], sklearn, skorch)
+)
 # A fit whose training R² (1 - standardized training loss) is below this warns.
 MIN_TRAINING_R2 = 0.9
 
@@ -101,8 +110,20 @@ def _warn_if_channels_last(sample_shape):
             f"images (H, W, C), pass X.transpose(0, 3, 1, 2); the estimators "
             "expect (n_samples, channels, height, width).",
             UserWarning,
-            stacklevel=7,
+            stacklevel=_user_stacklevel(),
         )
+
+
+def _user_stacklevel():
+    """The ``stacklevel`` that makes a warning point at the user's code: the
+    first frame, going up from the caller of ``warnings.warn``, outside
+    compgen-sk, scikit-learn and skorch (their wrappers add frames that differ
+    between ``fit`` and ``transform``)."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        level += 1
+        frame = frame.f_back
+    return level
 
 
 def _warn_if_pixel_values(low, high):
@@ -117,7 +138,7 @@ def _warn_if_pixel_values(low, high):
             "while uint8 images are scaled to [0, 1]: pass X.astype(np.uint8) or "
             "X / 255 to treat both alike.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=_user_stacklevel(),
         )
 
 
@@ -586,7 +607,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                     f"training loss still fell by {100 * rate:.1f}% per epoch over "
                     f"the last {_CONVERGENCE_WINDOW} epochs; raise max_epochs.",
                     ConvergenceWarning,
-                    stacklevel=7,
+                    stacklevel=_user_stacklevel(),
                 )
         r2 = self._training_r2()
         if r2 is not None and not r2 >= MIN_TRAINING_R2:
@@ -596,7 +617,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                 "Train longer (max_epochs), try n_init > 1, or give the model more "
                 "room (slot_dim, decoder_params).",
                 ConvergenceWarning,
-                stacklevel=7,
+                stacklevel=_user_stacklevel(),
             )
 
     # -------------------------------------------------------------- inference
