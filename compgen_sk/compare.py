@@ -301,7 +301,8 @@ class Split:
     def exchangeable(self):
         """Whether the true slots are objects of one kind in no fixed order
         (sprites): probes then match slots per sample, and the additive
-        generator renders every slot with one shared renderer."""
+        generator renders every slot with one shared renderer and learns with
+        compositional consistency."""
         return bool(self.y_train.attrs.get(EXCHANGEABLE, False))
 
 
@@ -416,10 +417,16 @@ class Comparison:
     def generator(self):
         s = self.settings
         common = self._common()
-        if self.split.exchangeable and "decoder_params" not in common:
+        if self.split.exchangeable:
             # Objects of one kind need one code for all slots: one renderer
-            # shared by the slots (as Wiedemer et al.), not one per slot.
-            common["decoder_params"] = {"shared": True}
+            # shared by the slots, and compositional consistency after a third
+            # of the epochs, as Wiedemer et al.
+            wiedemer = {
+                "decoder_params": {"shared": True},
+                "consistency_weight": 1.0,
+                "consistency_warmup": s.epochs // 3,
+            }
+            common = {**wiedemer, **common}
         return self._fit(
             "generator",
             lambda: GenerativeInverter(
@@ -579,8 +586,9 @@ def run_comparison(settings=None, out=None, log=print, **overrides):
         )
         if split.exchangeable and seed == settings.seeds[0]:
             log(
-                "Objects of one kind: slots are matched to objects per sample, and "
-                "the additive generator renders all slots with one shared renderer. "
+                "Objects of one kind: slots are matched to objects per sample; the "
+                "additive generator renders all slots with one shared renderer and "
+                "adds compositional consistency after a third of the epochs. "
                 f"At 64 px on a GPU: {SPRITES_64PX}"
             )
         largest = max(settings.n_train or (0,))

@@ -252,6 +252,11 @@ def test_sprites_comparison_matches_objects_per_sample():
     assert not load_split(Settings(dataset="additive", n_samples=200), 0).exchangeable
     generator = Comparison(settings, split, 0).generator()
     assert generator.decoder_params == {"shared": True}
+    assert generator.slot_dim == 6  # the dataset's default, as Wiedemer et al.
+    assert generator.consistency_weight == 1.0
+    from compgen_sk.compare import DATASETS, SLOT_DIMS
+
+    assert set(SLOT_DIMS) == set(DATASETS)
     lines = []
     results = run_comparison(
         settings, methods=("generative-encoder",), log=lines.append
