@@ -87,3 +87,75 @@ def test_memmap_fits_like_memory_without_copying_it(tmp_path, pixels):
         GenerativeInverter(**{**SMALL, "max_epochs": 1}, search_steps=2), X
     )
     np.testing.assert_array_equal(slots, reference.transform(X))
+
+
+def test_long_epochs_return_freed_heap_memory(monkeypatch):
+    from compgen_sk.estimators import _loaders
+
+    calls = []
+    monkeypatch.setattr(_loaders, "_MALLOC_TRIM", calls.append)
+    monkeypatch.setattr(_loaders, "TRIM_EVERY", 4)
+    assert list(_loaders.trimmed(range(10))) == list(range(10))
+    assert calls == [0, 0]  # after batches 4 and 8
+    # A fit reads its batches through it: 200 samples in batches of 16 = 13.
+    calls.clear()
+    X = np.random.default_rng(0).normal(size=(200, 6)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        GenerativeInverter(
+            n_slots=2, slot_dim=2, max_epochs=2, batch_size=16, random_state=0
+        ).fit(X)
+    assert len(calls) == 2 * 3
+
+
+class _OnDemand:
+    """An array read on demand, like an h5py dataset or a zarr array: shape,
+    dtype, len, and indexing by slices and integers only; converting it whole
+    fails."""
+
+    def __init__(self, array):
+        self._array = array
+        self.shape, self.dtype = array.shape, array.dtype
+
+    def __len__(self):
+        return len(self._array)
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice | int | np.integer):
+            raise TypeError("only slices and integers")
+        return np.array(self._array[key])
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("X was converted whole")
+
+
+@pytest.mark.parametrize("make", [GenerativeInverter, EncoderBaseline, ReplayEncoder])
+def test_arrays_read_on_demand_fit_like_arrays(make, pixels):
+    params = dict(n_slots=2, slot_dim=2, max_epochs=2, random_state=0)
+    if make is ReplayEncoder:
+        params = dict(
+            generator=GenerativeInverter(**params), replay_epochs=2, random_state=0
+        )
+    as_uint8, _ = pixels
+    lazy = _OnDemand(as_uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        on_demand = make(**params).fit(lazy)
+        in_memory = make(**params).fit(as_uint8)
+    np.testing.assert_array_equal(
+        on_demand.transform(lazy), in_memory.transform(as_uint8)
+    )
+    if make is not ReplayEncoder:
+        assert on_demand.score(lazy) == in_memory.score(as_uint8)
+
+
+def test_arrays_read_on_demand_are_checked_chunk_by_chunk(pixels):
+    as_uint8, as_float = pixels
+    bad = as_float.copy()
+    bad[-1, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        GenerativeInverter().fit(_OnDemand(bad))
+    with pytest.raises(ValueError, match="float32 or float64"):
+        GenerativeInverter().fit(_OnDemand(as_uint8.astype(np.int64)))
+    with pytest.raises(ValueError, match="0 sample"):
+        GenerativeInverter().fit(_OnDemand(as_float[:0]))

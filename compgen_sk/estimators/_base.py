@@ -44,7 +44,7 @@ from ..modules import (
     make_backbone,
     make_decoder,
 )
-from ._data import ArrayDataset, as_float_array, as_float_tensor
+from ._data import ArrayDataset, as_float_array, as_float_tensor, is_lazy_array
 from ._loaders import BatchLoader
 from ._nets import DivergenceError, StopOnNonFiniteLoss
 
@@ -112,6 +112,34 @@ def _warn_if_channels_last(sample_shape):
             UserWarning,
             stacklevel=_user_stacklevel(),
         )
+
+
+def _check_lazy_array(X):
+    """Check an array read on demand (h5py, zarr…) a chunk at a time, as
+    ``check_array`` would check an array: dtype, at least one sample, finite
+    values. Returns the (min, max) of its values (None for uint8 or empty)."""
+    dtype = np.dtype(X.dtype)
+    ndim = len(X.shape)
+    if dtype not in (np.float32, np.float64) and not (dtype == np.uint8 and ndim == 4):
+        raise ValueError(
+            f"X is an array read on demand ({type(X).__name__}) of dtype {dtype}; "
+            "such X must hold float32 or float64 values, or uint8 images "
+            "(n, C, H, W). Convert it, or load it with np.asarray(X)."
+        )
+    if len(X) < 1:
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a "
+            "minimum of 1 is required."
+        )
+    if dtype == np.uint8:
+        return None
+    low, high = math.inf, -math.inf
+    for start in range(0, len(X), _INFERENCE_BATCH):
+        chunk = np.asarray(X[start : start + _INFERENCE_BATCH])
+        if not np.isfinite(chunk).all():
+            raise ValueError("Input X contains NaN or infinity.")
+        low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
+    return low, high
 
 
 def _user_stacklevel():
@@ -230,23 +258,28 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
 
         Nothing is copied unless the dtype must change; callers convert batches.
         """
-        # ensure_2d=False: images are 4-D, and n_features_in_ is set below
-        # (for images, the product of the sample shape).
-        X = validate_data(
-            self,
-            X,
-            reset=reset,
-            allow_nd=True,
-            ensure_2d=False,
-            dtype=[np.float32, np.float64, np.uint8],
-        )
-        if X.dtype == np.uint8 and X.ndim != 4:  # uint8 means pixels in images only
-            X = X.astype(np.float32)
-        if X.ndim not in (2, 4):
+        lazy = is_lazy_array(X)
+        if lazy:
+            low_high = _check_lazy_array(X)
+        else:
+            # ensure_2d=False: images are 4-D, and n_features_in_ is set below
+            # (for images, the product of the sample shape).
+            X = validate_data(
+                self,
+                X,
+                reset=reset,
+                allow_nd=True,
+                ensure_2d=False,
+                dtype=[np.float32, np.float64, np.uint8],
+            )
+            if X.dtype == np.uint8 and X.ndim != 4:  # uint8: pixels of images only
+                X = X.astype(np.float32)
+        ndim, dtype = len(X.shape), np.dtype(X.dtype)
+        if ndim not in (2, 4):
             hint = (
                 " Reshape your data: X.reshape(-1, 1) for a single feature, "
                 "X.reshape(1, -1) for a single sample."
-                if X.ndim == 1
+                if ndim == 1
                 else ""
             )
             raise ValueError(
@@ -254,23 +287,25 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                 f"(n_samples, channels, height, width); got shape {X.shape}.{hint}"
             )
         # One pass for the range of floats that the checks below need.
-        if X.dtype != np.uint8 and (X.dtype == np.float64 or X.ndim == 4) and len(X):
-            low, high = float(X.min()), float(X.max())
+        if dtype != np.uint8 and (dtype == np.float64 or ndim == 4) and len(X):
+            low, high = low_high if lazy else (float(X.min()), float(X.max()))
             largest = max(high, -low)
-            if X.dtype == np.float64 and largest > _FLOAT32_MAX:
+            if dtype == np.float64 and largest > _FLOAT32_MAX:
                 raise ValueError(
                     f"X has values up to {largest:.3g}, beyond the float32 range "
                     f"(±{_FLOAT32_MAX:.3g}) that the networks compute in; rescale X."
                 )
-            if X.ndim == 4:
+            if ndim == 4:
                 _warn_if_pixel_values(low, high)
         shape = tuple(X.shape[1:])
+        if reset and lazy and hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_  # from an earlier fit on a DataFrame
         if reset:
             _warn_if_channels_last(shape)
             self.input_shape_ = shape
             self.n_features_in_ = math.prod(shape)
         elif shape != self.input_shape_:
-            if X.ndim == 2 and len(self.input_shape_) == 1:
+            if ndim == 2 and len(self.input_shape_) == 1:
                 raise ValueError(
                     f"X has {shape[0]} features, but {type(self).__name__} is "
                     f"expecting {self.n_features_in_} features as input."
@@ -523,7 +558,8 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
     def _fit_net(self, net, X, y=None):
         """Train ``net`` on batches converted from X (copies: the caller's
         arrays never change)."""
-        if isinstance(X, np.ndarray):  # read a batch at a time, never copied whole
+        if isinstance(X, np.ndarray) or is_lazy_array(X):
+            # Read a batch at a time, never copied whole.
             X, y = ArrayDataset(X, y), None
         try:
             net.initialize()
@@ -806,6 +842,8 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         if not self._has_decoder():
             raise ValueError(f"{type(self).__name__} has no decoder to reconstruct X.")
         X_hat = self.inverse_transform(self.transform(X))
+        if is_lazy_array(X):  # as large as X_hat, which is in memory already
+            X = np.asarray(X[0 : len(X)])
         X = as_float_array(
             check_array(X, allow_nd=True, dtype=[np.float32, np.float64, np.uint8])
         )

@@ -1,7 +1,8 @@
 """X as the user gives it, converted one batch at a time.
 
 The estimators never copy X whole: training, scaling and inference read rows
-from X as it is — an array, a disk-backed ``np.memmap`` — and convert only
+from X as it is — an array, a disk-backed ``np.memmap``, an h5py or zarr
+array — and convert only
 those rows to float32. Images stored as ``uint8`` are taken as 0–255 pixel
 values and scaled to [0, 1] on the fly, as torchvision's ``ToTensor`` does.
 """
@@ -9,11 +10,41 @@ values and scaled to [0, 1] on the fly, as torchvision's ``ToTensor`` does.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch.utils.data import Dataset
 
 # uint8 pixel values map to [0, 1].
 _PIXEL_SCALE = np.float32(1.0 / 255.0)
+
+
+def is_lazy_array(X):
+    """Whether X is an array read on demand (an h5py dataset, a zarr array…):
+    not a NumPy array, but with a NumPy ``dtype``, a ``shape``, ``len`` and
+    indexing. Such X is never converted whole."""
+    if isinstance(X, np.ndarray) or sp.issparse(X) or hasattr(X, "iloc"):
+        return False
+    if not all(hasattr(X, a) for a in ("shape", "dtype", "__getitem__", "__len__")):
+        return False
+    try:
+        np.dtype(X.dtype)
+    except TypeError:  # e.g. a torch tensor: converted as a whole, as before
+        return False
+    return True
+
+
+def read_rows(X, rows):
+    """The rows ``rows`` (increasing) of X as a NumPy array: one indexed read
+    where X supports it (arrays, h5py), else one read per row."""
+    if isinstance(X, np.ndarray):
+        return X[rows]
+    try:
+        out = np.asarray(X[rows])
+    except (TypeError, IndexError, ValueError):
+        out = None
+    if out is None or out.shape[:1] != (len(rows),):
+        out = np.stack([np.asarray(X[int(i)]) for i in rows])
+    return out
 
 
 def as_float_array(rows):
@@ -35,7 +66,7 @@ class ArrayDataset(Dataset):
 
     Parameters
     ----------
-    X : ndarray or np.memmap of shape (n_samples, ...)
+    X : ndarray, np.memmap or lazy array of shape (n_samples, ...)
         Inputs; rows are read with :meth:`take`.
     y : ndarray of shape (n_samples, ...) or None, default=None
         Targets (small: they are held in memory).
@@ -69,7 +100,7 @@ class ArrayDataset(Dataset):
         y : Tensor or None
         """
         order = np.argsort(index, kind="stable")
-        rows = self.X[index[order]]
+        rows = read_rows(self.X, index[order])
         back = np.empty_like(order)
         back[order] = np.arange(len(order))
         X = as_float_tensor(rows[back])

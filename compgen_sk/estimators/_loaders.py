@@ -7,6 +7,8 @@ converting only the rows of each batch (X may be a disk-backed array).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 
 import numpy as np
@@ -14,6 +16,36 @@ import torch
 from torch.utils.data import Subset
 
 _NO_TARGET = torch.zeros(1)
+# Batches between two returns of freed heap memory to the system.
+TRIM_EVERY = 128
+
+
+def _find_malloc_trim():
+    """glibc's ``malloc_trim``, or None on other C libraries."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _find_malloc_trim()
+
+
+def trimmed(batches):
+    """Yield ``batches``, returning freed heap memory to the system every
+    :data:`TRIM_EVERY` batches.
+
+    glibc keeps the pages that per-batch buffers leave free, and over a long
+    epoch its heap fragments: resident memory grows with the number of batches
+    (by about 0.8 GB over 100,000 images of 32 px), not with the data.
+    ``malloc_trim`` hands them back, as Dask's workers do for the same reason.
+    Epochs of fewer batches are untouched; other C libraries are left alone.
+    """
+    for i, batch in enumerate(batches, start=1):
+        yield batch
+        if _MALLOC_TRIM is not None and i % TRIM_EVERY == 0:
+            _MALLOC_TRIM(0)
 
 
 def _source(dataset):
@@ -49,6 +81,9 @@ class BatchLoader:
         return math.ceil(len(self.dataset) / self.batch_size)
 
     def __iter__(self):
+        return trimmed(self._batches())
+
+    def _batches(self):
         data, rows = _source(self.dataset)
         n = len(self.dataset)
         order = torch.randperm(n) if self.shuffle else torch.arange(n)
@@ -88,4 +123,4 @@ class StreamLoader:
         return math.ceil(len(self.dataset) / self.batch_size)
 
     def __iter__(self):
-        return self.dataset.iter_batches(self.batch_size)
+        return trimmed(self.dataset.iter_batches(self.batch_size))
