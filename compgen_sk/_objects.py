@@ -16,6 +16,7 @@ Shared by :func:`compgen_sk.metrics.slot_identifiability_score` and
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +58,8 @@ def object_values(concepts, true_slots):
     by_slot = [[] for _ in true_slots]
     for concept in concepts:
         by_slot[concept.slot].append(concept)
+    for k, slot in enumerate(by_slot):  # concepts by name, whatever the order
+        slot.sort(key=lambda c, k=k: concept_kind(c.name, true_slots[k]))
     signatures = [
         [(concept_kind(c.name, true_slots[k]), c.categorical) for c in slot]
         for k, slot in enumerate(by_slot)
@@ -91,12 +94,11 @@ def best_assignment(cost):
         The inferred slot of every object in every sample.
     """
     n, n_inferred, n_true = cost.shape
-    perms = list(itertools.permutations(range(n_inferred), n_true))
-    if len(perms) > _MAX_PERMUTATIONS:
+    if math.perm(n_inferred, n_true) > _MAX_PERMUTATIONS:
         return np.stack(
             [linear_sum_assignment(c.T)[1] for c in cost]  # rows: objects
         ).astype(int)
-    perms = np.asarray(perms)
+    perms = np.asarray(list(itertools.permutations(range(n_inferred), n_true)))
     columns = np.arange(n_true)
     step = max(1, _CHUNK_ELEMENTS // (len(perms) * n_true))
     best = np.empty(n, dtype=int)
@@ -173,7 +175,9 @@ def _fit_kinds(features, targets, kinds, categorical, readout, seed, previous=No
     for j, (kind, flag) in enumerate(zip(kinds, categorical)):
         concept = Concept(0, kind, targets[j], flag)
         model = None if previous is None else previous.models[j]
-        if _can_continue(model, targets[j], flag):
+        # Only the built-in readouts (MLPs) go on training from their weights;
+        # warm_start means something else to other estimators (forests).
+        if isinstance(readout, str) and _can_continue(model, targets[j], flag):
             model[-1].set_params(warm_start=True)
             model.fit(features, targets[j])
         else:
@@ -296,6 +300,19 @@ def uses_per_sample(matching, y):
     if matching == "auto":
         return isinstance(y, pd.DataFrame) and bool(y.attrs.get(EXCHANGEABLE, False))
     return matching == "per_sample"
+
+
+def per_sample_applies(concepts, true_slots, n_inferred):
+    """Whether per-sample matching can score these concepts: two or more true
+    slots with the same concepts, and as many inferred slots ("auto" falls back
+    to global matching otherwise)."""
+    if len(true_slots) < 2 or n_inferred < len(true_slots):
+        return False
+    try:
+        object_values(concepts, true_slots)
+    except ValueError:
+        return False
+    return True
 
 
 def per_sample_readouts(slots, concepts, true_slots, index, readout, random_state):

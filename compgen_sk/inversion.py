@@ -124,15 +124,16 @@ def search_latents(decoder, x, z_init, *, steps, lr, tol=0.0):
     return best_z, best_loss, n_steps
 
 
-def search_starts(z, n_starts, generator=None):
+def search_starts(z, n_starts, bank):
     """Starting points of a multi-start search: ``z`` and recombinations of it.
 
     A wrong binding in the encoder's guess (a feature of one object in the slot
     of the other, an object missed) is a local minimum that gradient search
-    cannot leave. Start 0 is the guess itself; every further start replaces each
-    slot, with probability 1/2 (at least one slot per image), by the same slot
-    of another image of the batch, so that the search also begins from other
-    plausible objects in every slot.
+    cannot leave. Start 0 is the guess itself; start ``j >= 1`` replaces a
+    subset of its slots (the ``j``-th non-empty subset, cycling) by the same
+    slots of ``bank[j - 1]`` (cycling), e.g. the encoder's slots of a training
+    image. The starts of an image depend on that image and ``bank`` only, not
+    on the other images searched with it.
 
     Parameters
     ----------
@@ -140,23 +141,23 @@ def search_starts(z, n_starts, generator=None):
         The guesses, e.g. the encoder's slots for a batch.
     n_starts : int
         Starts per image, the guess included.
-    generator : torch.Generator or None, default=None
-        Draws the recombinations (on ``z``'s device).
+    bank : Tensor of shape (B, K, d)
+        Slots that replacements are taken from.
 
     Returns
     -------
     starts : Tensor of shape (n_starts, n, K, d)
     """
-    n, n_slots = z.shape[:2]
+    n_slots = z.shape[1]
+    bank = bank.to(device=z.device, dtype=z.dtype)
     starts = [z]
-    for _ in range(n_starts - 1):
-        options = dict(device=z.device, generator=generator)
-        replace = torch.rand(n, n_slots, **options) < 0.5
-        forced = torch.randint(n_slots, (n,), **options)
-        replace[torch.arange(n, device=z.device), forced] = True
-        donors = torch.randint(n, (n, n_slots), **options)
-        recombined = z[donors, torch.arange(n_slots, device=z.device)]
-        starts.append(torch.where(replace[..., None], recombined, z))
+    for j in range(1, n_starts):
+        subset = (j - 1) % (2**n_slots - 1) + 1
+        replace = torch.tensor(
+            [bool(subset >> k & 1) for k in range(n_slots)], device=z.device
+        )
+        donor = bank[(j - 1) % len(bank)]
+        starts.append(torch.where(replace[None, :, None], donor[None], z))
     return torch.stack(starts)
 
 

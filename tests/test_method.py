@@ -323,14 +323,33 @@ def test_multi_start_search_never_ends_worse_than_single_start(generator, split_
 
 def test_search_starts_are_the_guess_and_slot_recombinations():
     z = torch.arange(24.0).reshape(6, 2, 2)
-    starts = search_starts(z, 3, torch.Generator().manual_seed(0))
-    assert starts.shape == (3, 6, 2, 2)
+    bank = -torch.arange(12.0).reshape(3, 2, 2)
+    starts = search_starts(z, 4, bank)
+    assert starts.shape == (4, 6, 2, 2)
     torch.testing.assert_close(starts[0], z)
-    for start in starts[1:]:
-        # Every slot comes from the same slot of some image; one changes at least.
-        for k in range(2):
-            assert all(any(torch.equal(s, o) for o in z[:, k]) for s in start[:, k])
-    assert search_starts(z, 1).shape == (1, 6, 2, 2)
+    # Start j replaces the j-th non-empty subset of slots by bank[j - 1].
+    torch.testing.assert_close(starts[1][:, 0], bank[0, 0].expand(6, 2))
+    torch.testing.assert_close(starts[1][:, 1], z[:, 1])
+    torch.testing.assert_close(starts[2][:, 0], z[:, 0])
+    torch.testing.assert_close(starts[2][:, 1], bank[1, 1].expand(6, 2))
+    torch.testing.assert_close(starts[3], bank[2].expand(6, 2, 2))
+    # An image's starts do not depend on the images searched with it.
+    torch.testing.assert_close(search_starts(z[2:3], 4, bank), starts[:, 2:3])
+    assert search_starts(z, 1, bank).shape == (1, 6, 2, 2)
+
+
+def test_multi_start_transform_does_not_depend_on_the_batch(generator, split_data):
+    _, X_ood = split_data
+    est = copy.copy(generator).set_params(search_restarts=3, search_steps=20)
+    assert est.start_slots_.shape == (64, 2, 2)
+    whole = est.transform(X_ood[:40])
+
+    def agree(a, b):  # rounding that differs by batch size may move an image
+        return np.mean(np.all(np.isclose(a, b, atol=1e-4), axis=1)) >= 0.95
+
+    assert agree(est.transform(X_ood[:8]), whole[:8])
+    est.set_params(search_batch_size=7)
+    assert agree(est.transform(X_ood[:40]), whole)
 
 
 def test_search_restarts_is_validated_at_transform(generator, split_data):

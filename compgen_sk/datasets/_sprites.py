@@ -322,6 +322,6 @@ def make_sprites(
             f"support={support!r} (delta={delta}), split={split!r}."
         ),
         return_X_y=return_X_y,
-        exchangeable=True,
+        exchangeable=n_slots > 1,
         shapes=list(shapes),
     )

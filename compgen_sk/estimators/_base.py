@@ -13,6 +13,7 @@ import sys
 import warnings
 from numbers import Integral, Real
 
+import joblib
 import numpy as np
 import sklearn
 import skorch
@@ -44,7 +45,13 @@ from ..modules import (
     make_backbone,
     make_decoder,
 )
-from ._data import ArrayDataset, as_float_array, as_float_tensor, is_lazy_array
+from ._data import (
+    ArrayDataset,
+    as_float_array,
+    as_float_tensor,
+    is_lazy_array,
+    read_rows,
+)
 from ._loaders import BatchLoader
 from ._nets import DivergenceError, StopOnNonFiniteLoss
 
@@ -71,10 +78,12 @@ _CONVERGENCE_WINDOW = 5
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Channel counts that make a last axis look like the channels of images.
 _CHANNEL_COUNTS = (1, 3, 4)
+# Training images whose slots multi-start search recombines guesses with.
+_START_BANK = 64
 # Code whose frames a warning skips to point at the user's call.
 _LIBRARY_DIRS = tuple(
     os.path.dirname(m.__file__) + os.sep
-    for m in (sys.modules[__name__.split(".")[0]], sklearn, skorch)
+    for m in (sys.modules[__name__.split(".")[0]], sklearn, skorch, joblib)
 )
 # A fit whose training R² (1 - standardized training loss) is below this warns.
 MIN_TRAINING_R2 = 0.9
@@ -145,7 +154,7 @@ def _check_lazy_array(X):
 def _user_stacklevel():
     """The ``stacklevel`` that makes a warning point at the user's code: the
     first frame, going up from the caller of ``warnings.warn``, outside
-    compgen-sk, scikit-learn and skorch (their wrappers add frames that differ
+    compgen-sk, scikit-learn, skorch and joblib (their wrappers add frames that differ
     between ``fit`` and ``transform``)."""
     level, frame = 1, sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
@@ -543,6 +552,11 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         self._set_data_scaling(X)
         inputs, targets = self._training_data(X, y)
         self._fit_restarts(self._new_net, inputs, targets)
+        if "search_restarts" in self._parameter_constraints:
+            # Slots of training images, evenly spaced: what multi-start search
+            # recombines the encoder's guesses with.
+            rows = np.unique(np.linspace(0, len(X) - 1, _START_BANK).astype(int))
+            self.start_slots_ = self._encode_array(read_rows(X, rows))
         return self
 
     def _training_data(self, X, y):
@@ -712,13 +726,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
             total = math.ceil(len(X) / self.search_batch_size)
             chunks = tqdm(chunks, total=total, desc="search", unit="batch")
         restarts = self.search_restarts if steps else 1
-        generator = None
-        if restarts > 1:
-            # Recombined starts drawn the same way at every call: transform is
-            # a function of X.
-            seed = self.random_state if isinstance(self.random_state, Integral) else 0
-            device = self._inference_device()
-            generator = torch.Generator(device=device).manual_seed(int(seed))
+        bank = torch.as_tensor(self.start_slots_) if restarts > 1 else None
         with eval_mode(encoder, decoder):
             for start, x in chunks:
                 with torch.no_grad():
@@ -727,7 +735,9 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                     # Search in standardized units: the same minimizer, and
                     # squared errors that stay finite for data of any size.
                     target = decoder.standardize(x)
-                    starts = search_starts(z, restarts, generator)
+                    starts = (
+                        z[None] if bank is None else search_starts(z, restarts, bank)
+                    )
                     z, loss, _ = search_latents(
                         decoder.decoder,
                         target.repeat(restarts, *([1] * (target.dim() - 1))),

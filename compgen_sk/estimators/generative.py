@@ -67,10 +67,10 @@ class GenerativeInverter(SlotEstimatorBase):
         fraction in one step; 0 always runs ``search_steps``.
     search_restarts : int >= 1, default=1
         Starts of the search per image: the encoder's guess, and
-        ``search_restarts - 1`` recombinations of it with slots of other images
-        of the batch (:func:`~compgen_sk.inversion.search_starts`); each image
-        keeps its best reconstruction. Costs ``search_restarts`` searches, and
-        as many times the memory of one batch.
+        ``search_restarts - 1`` recombinations of it with slots of training
+        images (``start_slots_``, :func:`~compgen_sk.inversion.search_starts`);
+        each image keeps its best reconstruction. Costs ``search_restarts``
+        searches, and as many times the memory of one batch.
     max_epochs : int, default=80
         Training epochs.
     n_init : int, default=1
@@ -123,6 +123,9 @@ default="adamw"
         Number of inferred slots.
     slot_dim_ : int
         Dimension of each inferred slot.
+    start_slots_ : ndarray of shape (n_bank, n_slots, slot_dim)
+        The encoder's slots of up to 64 training images, evenly spaced: what
+        multi-start search (``search_restarts``) recombines guesses with.
     n_iter_ : int
         Epochs run by the kept fit.
     loss_curve_ : list of float
