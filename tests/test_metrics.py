@@ -493,3 +493,46 @@ def test_identifiability_scorer_takes_matching():
         slot_identifiability_score(
             np.zeros((8, 2, 1)), np.zeros((8, 2, 1)), matching="sample"
         )
+
+
+def test_per_sample_matching_with_any_readout_and_column_order(latents):
+    from sklearn.ensemble import RandomForestRegressor
+
+    shuffled, _ = _shuffled_objects(latents, seed=6)
+    inferred = _shared_warp(shuffled)
+    # Estimators whose warm_start means "add trees" are refitted every round
+    # (kept from round 0, on random pairs, they scored about 0.4).
+    forest = RandomForestRegressor(n_estimators=20, random_state=0)
+    assert (
+        slot_identifiability_score(
+            latents, inferred, readout=forest, matching="per_sample", random_state=0
+        )
+        >= 0.7
+    )
+    # Objects whose concepts come in another column order are still one kind.
+    table = pd.DataFrame(
+        {
+            "a_x": latents[:, 0, 0],
+            "a_y": latents[:, 0, 1],
+            "b_y": latents[:, 1, 1],
+            "b_x": latents[:, 1, 0],
+        }
+    )
+    table.attrs["exchangeable_slots"] = True
+    assert slot_identifiability_score(table, inferred, random_state=0) >= 0.95
+
+
+def test_auto_falls_back_to_global_where_per_sample_cannot_apply(latents):
+    from compgen_sk.datasets import make_sprites
+
+    table = pd.DataFrame(latents.reshape(len(latents), -1), columns=_COLUMNS)
+    table.attrs["exchangeable_slots"] = True
+    # Fewer inferred slots than objects: global matching, as before.
+    _, details = slot_identifiability_score(
+        table, latents[:, :1], return_details=True, random_state=0
+    )
+    assert (details["matching"] == "global").all()
+    assert (
+        "exchangeable_slots"
+        not in make_sprites(20, n_slots=1, image_size=16, random_state=0).concepts.attrs
+    )
