@@ -159,3 +159,21 @@ def test_arrays_read_on_demand_are_checked_chunk_by_chunk(pixels):
         GenerativeInverter().fit(_OnDemand(as_uint8.astype(np.int64)))
     with pytest.raises(ValueError, match="0 sample"):
         GenerativeInverter().fit(_OnDemand(as_float[:0]))
+
+
+def test_which_arrays_are_read_on_demand(pixels):
+    from compgen_sk.estimators._data import is_lazy_array
+
+    as_uint8, _ = pixels
+    assert is_lazy_array(_OnDemand(as_uint8))
+    dask_array = pytest.importorskip("dask.array")
+    import pandas as pd
+    import torch
+
+    for eager in (
+        as_uint8,
+        torch.zeros(2, 3),
+        pd.DataFrame({"a": [1.0]}),
+        dask_array.zeros((4, 2)),
+    ):
+        assert not is_lazy_array(eager)

@@ -24,6 +24,8 @@ def is_lazy_array(X):
     indexing. Such X is never converted whole."""
     if isinstance(X, np.ndarray) or sp.issparse(X) or hasattr(X, "iloc"):
         return False
+    if hasattr(X, "__dask_graph__"):  # a dask array computes once, as before
+        return False
     if not all(hasattr(X, a) for a in ("shape", "dtype", "__getitem__", "__len__")):
         return False
     try:
