@@ -292,20 +292,20 @@ def object_scores(readouts, slots, concepts, true_slots, sample_weight=None):
     return scores, assignment
 
 
-def uses_per_sample(matching, y):
-    """Whether ``matching`` means per-sample matching for the concepts ``y``:
-    ``"per_sample"``, or ``"auto"`` with a concept table marked as holding
-    exchangeable objects (``y.attrs["exchangeable_slots"]``, set by
-    :func:`~compgen_sk.datasets.make_sprites`)."""
-    if matching == "auto":
-        return isinstance(y, pd.DataFrame) and bool(y.attrs.get(EXCHANGEABLE, False))
-    return matching == "per_sample"
+def uses_per_sample(matching, y, concepts, true_slots, n_inferred):
+    """Whether slots are matched to the objects of ``y`` per sample.
 
-
-def per_sample_applies(concepts, true_slots, n_inferred):
-    """Whether per-sample matching can score these concepts: two or more true
-    slots with the same concepts, and as many inferred slots ("auto" falls back
-    to global matching otherwise)."""
+    Always for ``"per_sample"``. For ``"auto"``, when ``y`` is a concept table
+    marked as holding exchangeable objects (``y.attrs["exchangeable_slots"]``,
+    set by :func:`~compgen_sk.datasets.make_sprites`) and per-sample matching
+    applies: two or more true slots with the same concepts, and as many
+    inferred slots; "auto" falls back to global matching otherwise.
+    """
+    if matching == "per_sample":
+        return True
+    marked = isinstance(y, pd.DataFrame) and bool(y.attrs.get(EXCHANGEABLE, False))
+    if matching != "auto" or not marked:
+        return False
     if len(true_slots) < 2 or n_inferred < len(true_slots):
         return False
     try:

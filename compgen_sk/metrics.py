@@ -26,7 +26,6 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._objects import (
     object_scores,
-    per_sample_applies,
     per_sample_readouts,
     uses_per_sample,
 )
@@ -190,10 +189,7 @@ def slot_identifiability_score(
             f"latents have {len(concepts[0].values)} samples but slots have {n}."
         )
     fit_index, eval_index = _fit_eval_split(n, fit_mask, random_state)
-    if uses_per_sample(matching, latents) and (
-        matching == "per_sample"
-        or per_sample_applies(concepts, true_slots, slots.shape[1])
-    ):
+    if uses_per_sample(matching, latents, concepts, true_slots, slots.shape[1]):
         readouts, _ = per_sample_readouts(
             slots, concepts, true_slots, fit_index, readout, random_state
         )

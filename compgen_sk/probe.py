@@ -16,7 +16,6 @@ from sklearn.utils.validation import (
 from ._objects import (
     concept_kind,
     object_scores,
-    per_sample_applies,
     per_sample_readouts,
     uses_per_sample,
 )
@@ -208,9 +207,8 @@ class SlotProbe(BaseEstimator):
         seed = rng.randint(np.iinfo(np.int32).max)
         order = rng.permutation(n)
         every = np.arange(n)
-        self.per_sample_ = uses_per_sample(self.matching, y) and (
-            self.matching == "per_sample"
-            or per_sample_applies(concepts, true_slots, slots.shape[1])
+        self.per_sample_ = uses_per_sample(
+            self.matching, y, concepts, true_slots, slots.shape[1]
         )
         self._object_readouts = None
         if self.per_sample_:
