@@ -151,15 +151,15 @@ def check_settings(settings, out=None):
     if s.dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {s.dataset!r}.")
     _check_list("methods", s.methods, lambda m: m in METHODS, f"any of {list(METHODS)}")
-    for name, low in (("n_samples", 1), ("epochs", 1), ("slot_dim", 1)):
-        if name == "slot_dim" and s.slot_dim is None:
-            continue
+    for name, low in (("n_samples", 1), ("epochs", 1)):
         if not _is_int(getattr(s, name), low):
             raise ValueError(
-                f"{name} must be an integer >= {low}"
-                + (" or None" if name == "slot_dim" else "")
-                + f", got {getattr(s, name)!r}."
+                f"{name} must be an integer >= {low}, got {getattr(s, name)!r}."
             )
+    if s.slot_dim is not None and not _is_int(s.slot_dim, 1):
+        raise ValueError(
+            f"slot_dim must be an integer >= 1 or None, got {s.slot_dim!r}."
+        )
     if not _is_int(s.search_steps, 0):
         raise ValueError(
             f"search_steps must be an integer >= 0, got {s.search_steps!r}."
