@@ -22,40 +22,35 @@ of each way, so that the cost of K starts can be read against one.
 from __future__ import annotations
 
 import argparse
-import time
+from dataclasses import replace
 
 import pandas as pd
 
-from compgen_sk import GenerativeInverter
-from compgen_sk.compare import Settings, evaluate, load_split, with_params
+from compgen_sk.compare import Comparison, Settings, evaluate, load_split, with_params
 
 
 def run(args):
     rows = []
-    settings = Settings(
+    base = Settings(
         dataset="sprites",
         image_size=args.image_size,
         n_samples=args.n_samples,
+        epochs=args.epochs,
+        slot_dim=args.slot_dim,
+        search_steps=0,
+        device=args.device,
         probe="mlp",
         progress=False,
     )
     for seed in args.seeds:
-        split = load_split(settings, seed)
+        split = load_split(base, seed)
         for weight in args.weights:
-            model = GenerativeInverter(
-                n_slots=split.n_slots,
-                slot_dim=args.slot_dim,
-                decoder_params={"shared": True},
-                consistency_weight=weight,
-                consistency_warmup=args.epochs // 3,
-                max_epochs=args.epochs,
-                search_steps=0,
-                device=args.device,
-                random_state=seed,
-            )
-            start = time.perf_counter()
-            model.fit(split.X_train)
-            fit_seconds = time.perf_counter() - start
+            # The comparison's own sprites generator (shared renderer,
+            # consistency after a third of the epochs), at this weight.
+            settings = replace(base, extra={"consistency_weight": weight})
+            comparison = Comparison(settings, split, seed)
+            model = comparison.generator()
+            fit_seconds = comparison.fit_seconds["generator"]
             ways = {
                 "encoder": with_params(model, search_steps=0),
                 "search": with_params(model, search_steps=args.search_steps),
