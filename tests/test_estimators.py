@@ -353,9 +353,41 @@ def test_render_slots_is_refused_for_mixing_decoders(images):
         est.render_slots(est.transform(X[:2]))
 
 
-def test_conv_renderer_draws_images_and_refuses_vectors(vectors, images):
+@pytest.mark.parametrize("renderer", ["conv", "broadcast"])
+def test_image_renderers_draw_images_and_refuse_vectors(renderer, vectors, images):
     X, _ = images
-    est = GenerativeInverter(decoder_params={"renderer": "conv"}, **FAST).fit(X)
-    assert est.inverse_transform(est.transform(X[:3])).shape == (3, *X.shape[1:])
-    with pytest.raises(ValueError, match="renderer='conv' draws images"):
-        GenerativeInverter(decoder_params={"renderer": "conv"}, **FAST).fit(vectors[0])
+    params = {"renderer": renderer}
+    for decoder in ("additive", "masked"):
+        est = GenerativeInverter(decoder=decoder, decoder_params=params, **FAST)
+        est.fit(X)
+        assert est.inverse_transform(est.transform(X[:3])).shape == (3, *X.shape[1:])
+    with pytest.raises(ValueError, match=f"renderer='{renderer}' draws images"):
+        GenerativeInverter(decoder_params=params, **FAST).fit(vectors[0])
+
+
+def test_broadcast_renderer_is_one_mlp_applied_at_every_pixel():
+    from compgen_sk.modules import BroadcastRenderer
+
+    torch.manual_seed(0)
+    renderer = BroadcastRenderer(3, (2, 4, 5), hidden=(6, 7))
+    z = torch.randn(8, 3)
+    # The same MLP written the plain way: its input is the slot and the pixel's
+    # (x, y) in [-1, 1]; its first layer is the renderer's two halves side by side.
+    first = nn.Linear(5, 6)
+    with torch.no_grad():
+        first.weight.copy_(
+            torch.cat([renderer.from_slot.weight, renderer.from_coords.weight], 1)
+        )
+        first.bias.copy_(renderer.from_slot.bias)
+    plain = nn.Sequential(first, *renderer.net)
+    ys, xs = torch.meshgrid(
+        torch.linspace(-1, 1, 4), torch.linspace(-1, 1, 5), indexing="ij"
+    )
+    expected = torch.empty(8, 2, 4, 5)
+    for i in range(4):
+        for j in range(5):
+            where = torch.tensor([xs[i, j], ys[i, j]]).expand(8, 2)
+            expected[:, :, i, j] = plain(torch.cat([z, where], 1))
+    torch.testing.assert_close(renderer(z), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="at least one hidden layer"):
+        BroadcastRenderer(3, (2, 4, 5), hidden=())

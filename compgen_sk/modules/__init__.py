@@ -8,6 +8,7 @@ from .autoencoder import SlotAutoencoder, SlotRegressor
 from .decoders import (
     DECODERS,
     AdditiveDecoder,
+    BroadcastRenderer,
     ConvRenderer,
     MaskedDecoder,
     MLPDecoder,
@@ -29,6 +30,7 @@ from .scaling import RescaledDecoder, Standardize
 __all__ = [
     "DECODERS",
     "AdditiveDecoder",
+    "BroadcastRenderer",
     "ConvBackbone",
     "ConvRenderer",
     "MLPBackbone",

@@ -24,7 +24,7 @@ from torch import nn
 
 #: Names accepted by :func:`make_decoder`.
 DECODERS = ("additive", "masked", "transformer", "mlp")
-RENDERERS = ("mlp", "conv")
+RENDERERS = ("mlp", "conv", "broadcast")
 _MIN_CONV_MAP = 4
 
 
@@ -103,12 +103,73 @@ class ConvRenderer(nn.Module):
         return image[:, :, : self.output_shape[1], : self.output_shape[2]]
 
 
+class BroadcastRenderer(nn.Module):
+    """A spatial-broadcast renderer: one small MLP applied at every pixel.
+
+    Each pixel's value is ``MLP([z, x, y])``, where ``(x, y)`` are the pixel's
+    coordinates in [-1, 1], as in the spatial-broadcast decoder of Slot Attention
+    without its convolutions. An object that moves is a shift of the first
+    layer's pre-activations, so objects drawn anywhere in the image share one
+    set of weights: this renderer learns scenes of moving objects far better
+    than :class:`MLPRenderer`, and content drawn at fixed places (such as
+    digits in fixed cells) far worse (:ref:`decoder-renderers`). The first layer
+    is computed once per slot and once per pixel and the two are broadcast-added,
+    so the cost per pixel is that of the other layers.
+
+    Parameters
+    ----------
+    in_dim : int
+        Size of each input vector.
+    output_shape : (C, H, W)
+        Shape of one output image: channels, height and width. Other shapes raise
+        a ValueError.
+    hidden : tuple of int, default=(32, 32)
+        Widths of the hidden layers, each followed by a ReLU; at least one. A
+        single layer could not draw sprites (R² 0.2–0.3 where two layers reach
+        0.88): shapes need edges, then their intersection.
+    """
+
+    def __init__(self, in_dim, output_shape, hidden=(32, 32)):
+        super().__init__()
+        if len(output_shape) != 3:
+            raise ValueError(
+                "renderer='broadcast' draws images (C, H, W), not shape "
+                f"{output_shape}."
+            )
+        hidden = tuple(hidden)
+        if not hidden:
+            raise ValueError("renderer='broadcast' needs at least one hidden layer.")
+        channels, height, width = output_shape
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij"
+        )
+        self.register_buffer("coords", torch.stack([xs, ys], -1).view(-1, 2))
+        self.from_slot = nn.Linear(in_dim, hidden[0])
+        self.from_coords = nn.Linear(2, hidden[0], bias=False)
+        layers, width_in = [nn.ReLU()], hidden[0]
+        for h in hidden[1:]:
+            layers += [nn.Linear(width_in, h), nn.ReLU()]
+            width_in = h
+        layers += [nn.Linear(width_in, channels)]
+        self.net = nn.Sequential(*layers)
+        self.output_shape = tuple(output_shape)
+
+    def forward(self, z):
+        channels, height, width = self.output_shape
+        first = self.from_slot(z)[:, None, :] + self.from_coords(self.coords)[None]
+        pixels = self.net(first)  # (n, H * W, C)
+        return pixels.transpose(1, 2).reshape(-1, channels, height, width)
+
+
 def make_renderer(in_dim, output_shape, renderer="mlp", **params):
-    """A renderer by name: ``"mlp"`` (any output) or ``"conv"`` (images)."""
+    """A renderer by name: ``"mlp"`` (any output), ``"conv"`` or ``"broadcast"``
+    (images)."""
     if renderer == "mlp":
         return MLPRenderer(in_dim, output_shape, **params)
     if renderer == "conv":
         return ConvRenderer(in_dim, output_shape, **params)
+    if renderer == "broadcast":
+        return BroadcastRenderer(in_dim, output_shape, **params)
     raise ValueError(f"Unknown renderer {renderer!r}; use one of {RENDERERS}.")
 
 
@@ -147,9 +208,9 @@ class AdditiveDecoder(nn.Module):
     shared : bool, default=False
         One renderer for every slot (slots exchangeable, as in Wiedemer et al.'s
         ``SlotMLPAdditive``) instead of one per slot.
-    renderer : {"mlp", "conv"}, default="mlp"
-        Network that renders each slot: :class:`MLPRenderer` (any output) or
-        :class:`ConvRenderer` (images only).
+    renderer : {"mlp", "conv", "broadcast"}, default="mlp"
+        Network that renders each slot: :class:`MLPRenderer` (any output),
+        :class:`ConvRenderer` or :class:`BroadcastRenderer` (images only).
     **renderer_params
         Passed to the renderer (``hidden`` or ``channels``).
     """
@@ -199,9 +260,9 @@ class MaskedDecoder(nn.Module):
         vectors.
     shared : bool, default=True
         One renderer for every slot (slots exchangeable) instead of one per slot.
-    renderer : {"mlp", "conv"}, default="mlp"
-        Network that renders each slot: :class:`MLPRenderer` (any output) or
-        :class:`ConvRenderer` (images only).
+    renderer : {"mlp", "conv", "broadcast"}, default="mlp"
+        Network that renders each slot: :class:`MLPRenderer` (any output),
+        :class:`ConvRenderer` or :class:`BroadcastRenderer` (images only).
     **renderer_params
         Passed to the renderer (``hidden`` or ``channels``).
     """
@@ -383,9 +444,9 @@ class MLPDecoder(nn.Module):
     output_shape : tuple of int
         Shape of one output sample: ``(C, H, W)`` for images or ``(D,)`` for
         vectors.
-    renderer : {"mlp", "conv"}, default="mlp"
+    renderer : {"mlp", "conv", "broadcast"}, default="mlp"
         Network on the concatenated slots ``(n, K * d)``: :class:`MLPRenderer` (any
-        output) or :class:`ConvRenderer` (images only).
+        output), :class:`ConvRenderer` or :class:`BroadcastRenderer` (images only).
     **renderer_params
         Passed to the renderer (``hidden`` or ``channels``).
     """
