@@ -118,6 +118,19 @@ def test_warns_when_the_training_data_is_reconstructed_poorly(noise):
     assert est.score(noise) < MIN_TRAINING_R2
 
 
+def test_the_poor_fit_warning_on_images_names_the_broadcast_renderer():
+    images = np.random.default_rng(0).random((64, 3, 8, 8)).astype(np.float32)
+    params = dict(SMALL, encoder="mlp")
+    est = GenerativeInverter(n_slots=2, slot_dim=1, max_epochs=3, **params)
+    with pytest.warns(ConvergenceWarning, match="renderer': 'broadcast'"):
+        est.fit(images)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(images.reshape(64, -1))
+    poor = [w for w in caught if "poorly" in str(w.message)]
+    assert poor and "broadcast" not in str(poor[0].message)
+
+
 def test_supervised_and_replay_fits_report_their_diagnostics(easy):
     rng = np.random.default_rng(0)
     y = rng.normal(size=(len(easy), 2, 1))

@@ -661,11 +661,22 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                 )
         r2 = self._training_r2()
         if r2 is not None and not r2 >= MIN_TRAINING_R2:
+            hint = ""
+            trains_a_renderer = "decoder_params" in self.get_params(deep=False)
+            if (
+                trains_a_renderer
+                and self._has_decoder()
+                and len(self.input_shape_) == 3
+            ):
+                hint = (
+                    " For images of objects that move about, try "
+                    "decoder_params={'renderer': 'broadcast'}."
+                )
             warnings.warn(
                 f"{name} fits its own training data poorly: training R² {r2:.3f} < "
                 f"{MIN_TRAINING_R2} (1 - the standardized loss of the last epoch). "
                 "Train longer (max_epochs), try n_init > 1, or give the model more "
-                "room (slot_dim, decoder_params).",
+                f"room (slot_dim, decoder_params).{hint}",
                 ConvergenceWarning,
                 stacklevel=_user_stacklevel(),
             )
