@@ -128,14 +128,16 @@ def evaluate(estimator, data, n_slots, seed):
     return row
 
 
-def run(name, seed, threads, device="cpu", partial=None):
+def run(name, seed, threads, device="cpu", partial=None, params=None):
     import torch
 
     torch.set_num_threads(threads)
     from compgen_sk import EncoderBaseline, GenerativeInverter, ReplayEncoder
 
     *data, n_slots, slot_dim = load(name, seed)
-    common = dict(n_slots=n_slots, slot_dim=slot_dim, random_state=seed)
+    common = dict(
+        n_slots=n_slots, slot_dim=slot_dim, random_state=seed, **(params or {})
+    )
     if device != "cpu":
         common["device"] = device
     rows = []
@@ -193,11 +195,19 @@ def main(argv=None):
     parser.add_argument(
         "--partial", default=None, help="append each job's rows to this JSON-lines file"
     )
+    parser.add_argument(
+        "--params",
+        type=json.loads,
+        default=None,
+        help="JSON of parameters that replace defaults of GenerativeInverter and "
+        """EncoderBaseline, e.g. '{"decoder_params": {"renderer": "broadcast"}}'""",
+    )
     args = parser.parse_args(argv)
     jobs = [(d, s) for d in args.datasets for s in args.seeds]
     start = time.perf_counter()
     per_job = Parallel(n_jobs=args.n_jobs)(
-        delayed(run)(d, s, args.threads, args.device, args.partial) for d, s in jobs
+        delayed(run)(d, s, args.threads, args.device, args.partial, args.params)
+        for d, s in jobs
     )
     results = pd.DataFrame([row for rows in per_job for row in rows])
     if args.csv:
