@@ -8,8 +8,8 @@ fit). For each dataset and seed the script prints
 - reconstruction R² of the training images (ID) and of held-out combinations
   (OOD), through ``transform`` (search included) and the decoder;
 - slot identifiability (MLP readouts fitted on the ID training slots, slots
-  matched to true slots by the Hungarian algorithm) on ID test images and on
-  OOD images;
+  matched to true slots by the Hungarian algorithm, per image for the sprites,
+  whose objects are of one kind) on ID test images and on OOD images;
 - the fit's wall time and epochs run;
 
 then the mean ± std over seeds, and the targets: ID reconstruction R² >= 0.97
@@ -17,6 +17,8 @@ everywhere, std over seeds of every OOD score <= 0.03, each default fit
 <= 3 min for <= 5,000 images of <= 32 px on 2 CPU cores.
 
 Run: ``python benchmarks/bench_training.py`` (about 40 minutes on 2 cores);
+``--params '{"lr": 3e-3, "decoder_params": {"renderer": "broadcast"}}'`` replaces
+defaults of the GenerativeInverter and the EncoderBaseline;
 ``--n-jobs 6 --threads 2`` spreads datasets and seeds over processes on a
 bigger machine (fit times then include the contention of that machine).
 """

@@ -670,7 +670,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
             ):
                 hint = (
                     " For images of objects that move about, try "
-                    "decoder_params={'renderer': 'broadcast'}."
+                    "decoder_params={'renderer': 'broadcast'} with lr=3e-3."
                 )
             warnings.warn(
                 f"{name} fits its own training data poorly: training R² {r2:.3f} < "
