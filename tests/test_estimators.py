@@ -361,6 +361,8 @@ def test_image_renderers_draw_images_and_refuse_vectors(renderer, vectors, image
         est = GenerativeInverter(decoder=decoder, decoder_params=params, **FAST)
         est.fit(X)
         assert est.inverse_transform(est.transform(X[:3])).shape == (3, *X.shape[1:])
+    restored = pickle.loads(pickle.dumps(est))
+    np.testing.assert_allclose(restored.transform(X[:3]), est.transform(X[:3]))
     with pytest.raises(ValueError, match=f"renderer='{renderer}' draws images"):
         GenerativeInverter(decoder_params=params, **FAST).fit(vectors[0])
 
