@@ -32,6 +32,24 @@ def _numel(shape):
     return math.prod(shape)
 
 
+def _mlp_layers(in_dim, hidden, out_dim):
+    """Linear + ReLU for every width in ``hidden``, then a linear output layer."""
+    layers, width = [], in_dim
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    return [*layers, nn.Linear(width, out_dim)]
+
+
+def _image_shape(output_shape, renderer):
+    """``output_shape`` as (C, H, W); a ValueError naming ``renderer`` otherwise."""
+    if len(output_shape) != 3:
+        raise ValueError(
+            f"renderer={renderer!r} draws images (C, H, W), not shape {output_shape}."
+        )
+    return tuple(output_shape)
+
+
 class MLPRenderer(nn.Module):
     """ReLU MLP from a vector to an output of any shape.
 
@@ -48,12 +66,7 @@ class MLPRenderer(nn.Module):
 
     def __init__(self, in_dim, output_shape, hidden=(256, 256)):
         super().__init__()
-        layers, width = [], in_dim
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        layers += [nn.Linear(width, _numel(output_shape))]
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*_mlp_layers(in_dim, hidden, _numel(output_shape)))
         self.output_shape = tuple(output_shape)
 
     def forward(self, z):
@@ -79,11 +92,7 @@ class ConvRenderer(nn.Module):
 
     def __init__(self, in_dim, output_shape, channels=32):
         super().__init__()
-        if len(output_shape) != 3:
-            raise ValueError(
-                f"renderer='conv' draws images (C, H, W), not shape {output_shape}."
-            )
-        out_channels, height, width = output_shape
+        out_channels, height, width = _image_shape(output_shape, "conv")
         n_up = max(0, int(math.log2(min(height, width) / _MIN_CONV_MAP)))
         self.start = (
             channels,
@@ -131,27 +140,19 @@ class BroadcastRenderer(nn.Module):
 
     def __init__(self, in_dim, output_shape, hidden=(32, 32)):
         super().__init__()
-        if len(output_shape) != 3:
-            raise ValueError(
-                "renderer='broadcast' draws images (C, H, W), not shape "
-                f"{output_shape}."
-            )
+        channels, height, width = _image_shape(output_shape, "broadcast")
         hidden = tuple(hidden)
         if not hidden:
             raise ValueError("renderer='broadcast' needs at least one hidden layer.")
-        channels, height, width = output_shape
         ys, xs = torch.meshgrid(
             torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij"
         )
         self.register_buffer("coords", torch.stack([xs, ys], -1).view(-1, 2))
         self.from_slot = nn.Linear(in_dim, hidden[0])
         self.from_coords = nn.Linear(2, hidden[0], bias=False)
-        layers, width_in = [nn.ReLU()], hidden[0]
-        for h in hidden[1:]:
-            layers += [nn.Linear(width_in, h), nn.ReLU()]
-            width_in = h
-        layers += [nn.Linear(width_in, channels)]
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(
+            nn.ReLU(), *_mlp_layers(hidden[0], hidden[1:], channels)
+        )
         self.output_shape = tuple(output_shape)
 
     def forward(self, z):
