@@ -374,14 +374,17 @@ def test_broadcast_renderer_is_one_mlp_applied_at_every_pixel():
     renderer = BroadcastRenderer(3, (2, 4, 5), hidden=(6, 7))
     z = torch.randn(8, 3)
     # The same MLP written the plain way: its input is the slot and the pixel's
-    # (x, y) in [-1, 1]; its first layer is the renderer's two halves side by side.
+    # (x, y) in [-1, 1]; its first layer is the renderer's two halves side by side,
+    # and its weights are the stored ones times the gain.
     first = nn.Linear(5, 6)
+    plain = nn.Sequential(first, *copy.deepcopy(renderer.net))
     with torch.no_grad():
         first.weight.copy_(
             torch.cat([renderer.from_slot.weight, renderer.from_coords.weight], 1)
         )
         first.bias.copy_(renderer.from_slot.bias)
-    plain = nn.Sequential(first, *renderer.net)
+        for weight in plain.parameters():
+            weight.mul_(renderer.gain)
     ys, xs = torch.meshgrid(
         torch.linspace(-1, 1, 4), torch.linspace(-1, 1, 5), indexing="ij"
     )
@@ -393,3 +396,38 @@ def test_broadcast_renderer_is_one_mlp_applied_at_every_pixel():
     torch.testing.assert_close(renderer(z), expected, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="at least one hidden layer"):
         BroadcastRenderer(3, (2, 4, 5), hidden=())
+
+
+def test_broadcast_gain_is_a_learning_rate_multiplier_for_adam():
+    from compgen_sk.modules import BroadcastRenderer
+
+    z, target = torch.randn(8, 3), torch.randn(8, 2, 4, 5)
+
+    def after_one_adam_step(gain, lr):
+        torch.manual_seed(0)
+        renderer = BroadcastRenderer(3, (2, 4, 5), hidden=(6, 7), gain=gain)
+        before = renderer(z).detach()
+        optimizer = torch.optim.Adam(renderer.parameters(), lr=lr)
+        ((renderer(z) - target) ** 2).mean().backward()
+        optimizer.step()
+        return before, renderer(z).detach()
+
+    before_1, after_1 = after_one_adam_step(gain=1.0, lr=3e-3)
+    before_3, after_3 = after_one_adam_step(gain=3.0, lr=1e-3)
+    torch.testing.assert_close(before_3, before_1)  # the same function at init
+    torch.testing.assert_close(after_3, after_1)  # and the same step at 3x the lr
+    assert not torch.allclose(after_3, before_3)
+    for gain in (0, -1.0, float("nan"), "3"):
+        with pytest.raises(ValueError, match="gain must be a positive number"):
+            BroadcastRenderer(3, (2, 4, 5), gain=gain)
+
+
+def test_broadcast_weights_load_with_the_gain_they_were_trained_at():
+    from compgen_sk.modules import BroadcastRenderer
+
+    torch.manual_seed(0)
+    trained = BroadcastRenderer(3, (2, 4, 5), gain=1.0)
+    loaded = BroadcastRenderer(3, (2, 4, 5))
+    loaded.load_state_dict(trained.state_dict())
+    z = torch.randn(4, 3)
+    torch.testing.assert_close(loaded(z), trained(z))

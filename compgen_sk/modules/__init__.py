@@ -7,6 +7,8 @@ estimators in :mod:`compgen_sk.estimators` build and train them through skorch.
 from .autoencoder import SlotAutoencoder, SlotRegressor
 from .decoders import (
     DECODERS,
+    RENDERER_DECODERS,
+    RENDERERS,
     AdditiveDecoder,
     BroadcastRenderer,
     ConvRenderer,
@@ -29,6 +31,8 @@ from .scaling import RescaledDecoder, Standardize
 
 __all__ = [
     "DECODERS",
+    "RENDERERS",
+    "RENDERER_DECODERS",
     "AdditiveDecoder",
     "BroadcastRenderer",
     "ConvBackbone",

@@ -18,13 +18,17 @@ mlp            one network on the concatenated slots           any
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
 
 #: Names accepted by :func:`make_decoder`.
 DECODERS = ("additive", "masked", "transformer", "mlp")
+#: Names accepted as ``renderer`` by the decoders that render with one.
 RENDERERS = ("mlp", "conv", "broadcast")
+#: Decoders that take a ``renderer``.
+RENDERER_DECODERS = ("additive", "masked", "mlp")
 _MIN_CONV_MAP = 4
 
 
@@ -136,14 +140,25 @@ class BroadcastRenderer(nn.Module):
         Widths of the hidden layers, each followed by a ReLU; at least one. A
         single layer could not draw sprites (R² 0.2–0.3 where two layers reach
         0.88): shapes need edges, then their intersection.
+    gain : float, default=9.0
+        The weights are stored divided by ``gain`` and every layer's output is
+        multiplied by it. The function at initialization is unchanged, but an
+        Adam step moves the weights ``gain`` times as far: the renderer learns
+        at the estimator's learning rate as it would at ``gain`` times that
+        rate, while the encoder keeps its own. Inside a whole model it needs
+        this: at ``lr=1e-3`` on two sprites (three seeds) the training images
+        were reconstructed with R² 0.80 ± 0.11 at ``gain=3`` and 0.939 ±
+        0.002 at 9 (:ref:`decoder-renderers`).
     """
 
-    def __init__(self, in_dim, output_shape, hidden=(32, 32)):
+    def __init__(self, in_dim, output_shape, hidden=(32, 32), gain=9.0):
         super().__init__()
         channels, height, width = _image_shape(output_shape, "broadcast")
         hidden = tuple(hidden)
         if not hidden:
             raise ValueError("renderer='broadcast' needs at least one hidden layer.")
+        if not (isinstance(gain, numbers.Real) and math.isfinite(gain) and gain > 0):
+            raise ValueError(f"gain must be a positive number, got {gain!r}.")
         ys, xs = torch.meshgrid(
             torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij"
         )
@@ -154,11 +169,21 @@ class BroadcastRenderer(nn.Module):
             nn.ReLU(), *_mlp_layers(hidden[0], hidden[1:], channels)
         )
         self.output_shape = tuple(output_shape)
+        # A buffer, so that saved weights are loaded with the gain they were
+        # trained at.
+        self.register_buffer("gain", torch.tensor(float(gain)))
+        with torch.no_grad():
+            for weight in self.parameters():
+                weight.div_(gain)
 
     def forward(self, z):
         channels, height, width = self.output_shape
         first = self.from_slot(z)[:, None, :] + self.from_coords(self.coords)[None]
-        pixels = self.net(first)  # (n, H * W, C)
+        pixels = first * self.gain  # (n, H * W, hidden[0])
+        for layer in self.net:
+            pixels = layer(pixels)
+            if isinstance(layer, nn.Linear):
+                pixels = pixels * self.gain
         return pixels.transpose(1, 2).reshape(-1, channels, height, width)
 
 
