@@ -1174,11 +1174,16 @@ def test_held_out_combination_folds_are_distinct():
 # ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["inverter", "replay", "supervised", "frame"])
+@pytest.mark.parametrize(
+    "kind", ["inverter", "replay", "supervised", "frame", "auto", "broadcast"]
+)
 def test_saved_estimator_transforms_bit_for_bit(kind, tmp_path):
     X, concepts = images()
     if kind == "inverter":
         model, data = inverter(), vectors()[0]
+    elif kind in ("auto", "broadcast"):  # images: a renderer trial, or a named one
+        params = {"decoder_params": {"renderer": "broadcast"}} if kind != "auto" else {}
+        model, data = quiet(lambda: fresh(**params).fit(X)), X
     elif kind == "replay":
         model = quiet(
             lambda: ReplayEncoder(inverter(), replay_epochs=1, search_steps=2).fit(
@@ -1203,6 +1208,10 @@ def test_saved_estimator_transforms_bit_for_bit(kind, tmp_path):
     np.testing.assert_array_equal(loaded.transform(data), model.transform(data))
     assert loaded.loss_curve_ == model.loss_curve_
     assert loaded.input_shape_ == model.input_shape_
+    if kind in ("auto", "broadcast"):
+        assert loaded.renderer_ == model.renderer_
+        assert loaded.renderer_trial_ == model.renderer_trial_
+        assert (model.renderer_trial_ is None) == (kind == "broadcast")
     if kind == "replay":
         assert loaded.generator is loaded.generator_
     if kind == "supervised":

@@ -9,6 +9,7 @@ from skorch.callbacks import GradientNormClipping
 
 from compgen_sk import EncoderBaseline, GenerativeInverter, ReplayEncoder
 from compgen_sk.estimators._base import MIN_TRAINING_R2
+from compgen_sk.modules import MLPRenderer
 
 SMALL = dict(
     encoder_params={"hidden": (32,)},
@@ -118,17 +119,75 @@ def test_warns_when_the_training_data_is_reconstructed_poorly(noise):
     assert est.score(noise) < MIN_TRAINING_R2
 
 
-def test_the_poor_fit_warning_on_images_names_the_broadcast_renderer():
+def test_the_poor_fit_warning_on_images_names_the_other_renderer():
     images = np.random.default_rng(0).random((64, 3, 8, 8)).astype(np.float32)
     params = dict(SMALL, encoder="mlp")
-    est = GenerativeInverter(n_slots=2, slot_dim=1, max_epochs=3, **params)
+    est = GenerativeInverter(
+        n_slots=2,
+        slot_dim=1,
+        max_epochs=3,
+        decoder_params={"renderer": "broadcast"},
+        **params,
+    )
+    with pytest.warns(ConvergenceWarning, match="renderer': 'mlp'"):
+        est.fit(images)
+    est.set_params(decoder_params={"renderer": "mlp"})
     with pytest.warns(ConvergenceWarning, match="renderer': 'broadcast'"):
         est.fit(images)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        est.fit(images.reshape(64, -1))
-    poor = [w for w in caught if "poorly" in str(w.message)]
-    assert poor and "broadcast" not in str(poor[0].message)
+    # "auto" has tried both, and vectors have one renderer: no hint.
+    for X in (images, images.reshape(64, -1)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est.set_params(decoder_params=None).fit(X)
+        poor = [w for w in caught if "poorly" in str(w.message)]
+        assert poor and "renderer" not in str(poor[0].message)
+
+
+def _patterns(n=128, size=8, seed=0):
+    """Images mixing two fixed random patterns: content at fixed places."""
+    rng = np.random.default_rng(seed)
+    patterns = rng.random((2, 1, size, size))
+    return np.einsum("nk,kchw->nchw", rng.random((n, 2)), patterns).astype(np.float32)
+
+
+def test_auto_renderer_continues_the_trial_with_the_lower_loss():
+    X = _patterns()
+    params = dict(SMALL, n_slots=1, slot_dim=2, max_epochs=16, encoder="mlp")
+    auto = GenerativeInverter(**params).fit(X)
+    trial = auto.renderer_trial_
+    assert set(trial) == {"mlp", "broadcast"}
+    assert auto.renderer_ == min(trial, key=trial.get)
+    # Fixed patterns are what the MLP renderer draws well.
+    assert auto.renderer_ == "mlp" and trial["mlp"] < trial["broadcast"]
+    assert isinstance(auto.decoder_.decoder.slots.renderers[0], MLPRenderer)
+    assert auto.n_iter_ == 16
+    # Each trial starts from the restart's seed: it trains as the fit that
+    # names its renderer does, and the kept one goes on from there.
+    for renderer in ("mlp", "broadcast"):
+        named = GenerativeInverter(**params, decoder_params={"renderer": renderer}).fit(
+            X
+        )
+        assert named.renderer_ == renderer and named.renderer_trial_ is None
+        assert named.loss_curve_[3] == pytest.approx(trial[renderer], rel=1e-5)
+        if renderer == auto.renderer_:
+            np.testing.assert_allclose(
+                auto.loss_curve_[:4], named.loss_curve_[:4], rtol=1e-5
+            )
+
+
+def test_renderer_is_reported_where_there_is_one(easy):
+    vectors = GenerativeInverter(n_slots=2, slot_dim=1, max_epochs=2, **SMALL)
+    vectors.fit(easy)
+    assert vectors.renderer_ == "mlp" and vectors.renderer_trial_ is None
+    transformer = GenerativeInverter(
+        n_slots=2, slot_dim=1, max_epochs=2, decoder="transformer", **SMALL
+    ).fit(easy)
+    assert transformer.renderer_ is None
+    targets = np.random.default_rng(0).normal(size=(len(easy), 2))
+    supervised = _baseline(objective="supervised", max_epochs=2).fit(easy, targets)
+    assert supervised.renderer_ is None
+    replay = ReplayEncoder(vectors, replay_epochs=2, random_state=0).fit(easy)
+    assert not hasattr(replay, "renderer_")
 
 
 def test_supervised_and_replay_fits_report_their_diagnostics(easy):

@@ -35,7 +35,9 @@ class EncoderBaseline(SlotEstimatorBase):
         concept table whose columns ``"<slot>_<concept>"`` group by true slot
         (categorical concepts one-hot). Targets are standardized per column.
     decoder_params : dict or None, default=None
-        Options of the unconstrained decoder (``"autoencoder"`` only).
+        Options of the unconstrained decoder (``"autoencoder"`` only), e.g.
+        ``{"renderer": "mlp", "hidden": (256, 256)}``; its renderer is chosen
+        as in :class:`GenerativeInverter`.
     encoder : {"auto", "cnn", "mlp"} or torch.nn.Module, default="auto"
         Encoder backbone; a user-supplied module maps inputs to features (n, F)
         and is copied before training.
@@ -110,6 +112,14 @@ default="adamw"
         Final training loss of every initialization.
     best_init_ : int
         Index of the kept initialization.
+    renderer_ : str or None
+        The renderer that draws the slots (``"mlp"``, ``"conv"`` or
+        ``"broadcast"``): the one ``decoder_params`` names, or the one that
+        ``"auto"`` kept (:ref:`decoder-renderers`); None where no renderer is
+        trained (``objective="supervised"``).
+    renderer_trial_ : dict or None
+        With ``"auto"`` on images, each renderer's training loss after its
+        trial epochs (in the kept initialization); None otherwise.
     data_mean_ : ndarray of the shape of one sample
         Mean of X; with ``data_scale_``, the standardization that the
         networks work in.
@@ -225,6 +235,9 @@ default="adamw"
             max_epochs=self.max_epochs,
             reconstruction_scale=self.data_scale_,
         )
+
+    def _decoder_name(self):
+        return "mlp" if self.objective == "autoencoder" else None
 
     def _training_r2(self):
         if self.objective == "supervised":  # targets are standardized per column

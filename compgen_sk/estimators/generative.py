@@ -35,7 +35,12 @@ class GenerativeInverter(SlotEstimatorBase):
     decoder_params : dict or None, default=None
         Decoder options, e.g. ``{"renderer": "conv", "channels": 32}`` or
         ``{"shared": True}`` for additive/masked decoders, ``{"embed_dim": 64,
-        "n_layers": 2}`` for the transformer, ``{"hidden": (256, 256)}``.
+        "n_layers": 2}`` for the transformer, ``{"hidden": (256, 256)}``. The
+        additive, masked and mlp decoders draw with a ``renderer``: by default
+        (``"auto"``) vectors with ``"mlp"``, and images with the one of
+        ``"mlp"`` and ``"broadcast"`` whose training loss is lower after a
+        quarter of ``max_epochs`` (:ref:`decoder-renderers`); renderer options
+        such as ``hidden`` without a ``renderer`` are the MLP renderer's.
     encoder : {"auto", "cnn", "mlp"} or torch.nn.Module, default="auto"
         Encoder backbone: "auto" picks a CNN for images (n, C, H, W) and an MLP
         for vectors; a module maps inputs to features (n, F) and gets a linear
@@ -136,6 +141,14 @@ default="adamw"
         Final training loss of every initialization.
     best_init_ : int
         Index of the kept initialization.
+    renderer_ : str or None
+        The renderer that draws the slots (``"mlp"``, ``"conv"`` or
+        ``"broadcast"``): the one ``decoder_params`` names, or the one that
+        ``"auto"`` kept (:ref:`decoder-renderers`); None where no renderer is
+        trained (the transformer decoder).
+    renderer_trial_ : dict or None
+        With ``"auto"`` on images, each renderer's training loss after its
+        trial epochs (in the kept initialization); None otherwise.
     data_mean_ : ndarray of the shape of one sample
         Mean of X; with ``data_scale_``, the standardization that the
         networks work in.
@@ -280,6 +293,9 @@ default="adamw"
             if (self.decoder_params or {}).get("shared")
             else "shuffle",
         )
+
+    def _decoder_name(self):
+        return self.decoder
 
     def _encoder(self):
         return self.net_.module_.encoder
