@@ -66,6 +66,30 @@ def test_compare_writes_table_csv_and_figures(tmp_path, capsys):
         assert (out / figure).stat().st_size > 1000
 
 
+def test_compare_names_its_renderer_unless_extra_says_otherwise():
+    from compgen_sk.compare import RENDERER, Comparison, Settings, load_split
+
+    assert RENDERER == "mlp"
+    settings = Settings(
+        n_samples=300,
+        epochs=1,
+        seeds=(0,),
+        methods=("generative-encoder",),
+        progress=False,
+    )
+    split = load_split(settings, 0)
+    comparison = Comparison(settings, split, 0)
+    generator = comparison.generator()
+    assert generator.decoder_params == {"renderer": "mlp"}
+    assert generator.renderer_ == "mlp" and generator.renderer_trial_ is None
+    baseline, _ = comparison.estimator("encoder-autoencoder")
+    assert baseline.decoder_params == {"renderer": "mlp"}
+    own = {"decoder_params": {"renderer": "broadcast"}}
+    settings = Settings(n_samples=300, epochs=1, progress=False, extra=own)
+    generator = Comparison(settings, split, 0).generator()
+    assert generator.renderer_ == "broadcast"
+
+
 def test_shared_fits_are_reused():
     results = run_comparison(
         dataset="additive",
@@ -251,7 +275,7 @@ def test_sprites_comparison_matches_objects_per_sample():
     assert split.exchangeable
     assert not load_split(Settings(dataset="additive", n_samples=200), 0).exchangeable
     generator = Comparison(settings, split, 0).generator()
-    assert generator.decoder_params == {"shared": True}
+    assert generator.decoder_params == {"renderer": "mlp", "shared": True}
     assert generator.slot_dim == 6  # the dataset's default, as Wiedemer et al.
     assert generator.consistency_weight == 1.0
     from compgen_sk.compare import DATASETS, SLOT_DIMS
