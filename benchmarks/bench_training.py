@@ -10,15 +10,16 @@ fit). For each dataset and seed the script prints
 - slot identifiability (MLP readouts fitted on the ID training slots, slots
   matched to true slots by the Hungarian algorithm, per image for the sprites,
   whose objects are of one kind) on ID test images and on OOD images;
-- the fit's wall time and epochs run;
+- the fit's wall time, epochs run and the renderer the decoder drew with;
 
 then the mean ± std over seeds, and the targets: ID reconstruction R² >= 0.97
 everywhere, std over seeds of every OOD score <= 0.03, each default fit
 <= 3 min for <= 5,000 images of <= 32 px on 2 CPU cores.
 
 Run: ``python benchmarks/bench_training.py`` (about 40 minutes on 2 cores);
-``--params '{"lr": 3e-3, "decoder_params": {"renderer": "broadcast"}}'`` replaces
-defaults of the GenerativeInverter and the EncoderBaseline;
+``--params '{"decoder_params": {"renderer": "broadcast"}}'`` replaces defaults
+of the GenerativeInverter and the EncoderBaseline (here: the broadcast renderer
+instead of the default trial of two renderers);
 ``--n-jobs 6 --threads 2`` spreads datasets and seeds over processes on a
 bigger machine (fit times then include the contention of that machine).
 """
@@ -147,6 +148,7 @@ def run(name, seed, threads, device="cpu", partial=None, params=None):
     def record(label, estimator, seconds):
         row = {"dataset": name, "seed": seed, "estimator": label, "fit_s": seconds}
         row["epochs"] = getattr(estimator, "n_iter_", np.nan)
+        row["renderer"] = getattr(estimator, "renderer_", None)
         row.update(evaluate(estimator, data, n_slots, seed))
         rows.append(row)
 
@@ -202,7 +204,7 @@ def main(argv=None):
         type=json.loads,
         default=None,
         help="JSON of parameters that replace defaults of GenerativeInverter and "
-        """EncoderBaseline, e.g. '{"decoder_params": {"renderer": "broadcast"}}'""",
+        """EncoderBaseline, e.g. '{"decoder_params": {"renderer": "mlp"}}'""",
     )
     args = parser.parse_args(argv)
     jobs = [(d, s) for d in args.datasets for s in args.seeds]
@@ -217,6 +219,14 @@ def main(argv=None):
     table, std = summarize(results)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table)
+        kept = results.dropna(subset=["renderer"])
+        if len(kept):  # which renderer each fit drew with ("auto" picks one)
+            print("\nrenderers kept (fits):")
+            print(
+                kept.groupby(["dataset", "estimator"], sort=False)["renderer"]
+                .value_counts()
+                .to_string()
+            )
     ood_std = std[[c for c in ("rec_ood", "slot_ood") if c in std]].max(axis=None)
     print(
         f"\nworst ID reconstruction R² of any run: {results['rec_id'].min():.3f} "
