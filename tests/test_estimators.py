@@ -431,3 +431,9 @@ def test_broadcast_weights_load_with_the_gain_they_were_trained_at():
     loaded.load_state_dict(trained.state_dict())
     z = torch.randn(4, 3)
     torch.testing.assert_close(loaded(z), trained(z))
+    # Weights saved before the gain existed were trained at gain 1.
+    old = {k: v for k, v in trained.state_dict().items() if k != "gain"}
+    loaded = BroadcastRenderer(3, (2, 4, 5))
+    loaded.load_state_dict(old)
+    assert float(loaded.gain) == 1.0
+    torch.testing.assert_close(loaded(z), trained(z))

@@ -175,6 +175,16 @@ def test_auto_renderer_continues_the_trial_with_the_lower_loss():
             )
 
 
+def test_a_plateau_at_the_end_of_the_trial_ends_the_fit():
+    X = _patterns(n=64)
+    params = dict(SMALL, n_slots=1, slot_dim=2, max_epochs=8, encoder="mlp")
+    params.update(tol=10.0, n_iter_no_change=1)  # no epoch ever improves enough
+    named = GenerativeInverter(**params, decoder_params={"renderer": "mlp"})
+    assert named.fit(X).n_iter_ == 2
+    auto = GenerativeInverter(**params).fit(X)
+    assert auto.renderer_trial_ is not None and auto.n_iter_ == 2
+
+
 def test_renderer_is_reported_where_there_is_one(easy):
     vectors = GenerativeInverter(n_slots=2, slot_dim=1, max_epochs=2, **SMALL)
     vectors.fit(easy)

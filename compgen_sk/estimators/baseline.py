@@ -119,7 +119,8 @@ default="adamw"
         trained (``objective="supervised"``).
     renderer_trial_ : dict or None
         With ``"auto"`` on images, each renderer's training loss after its
-        trial epochs (in the kept initialization); None otherwise.
+        trial epochs (in the kept initialization; ``inf`` for a renderer whose
+        trial diverged); None otherwise.
     data_mean_ : ndarray of the shape of one sample
         Mean of X; with ``data_scale_``, the standardization that the
         networks work in.
