@@ -149,6 +149,10 @@ def run(name, seed, threads, device="cpu", partial=None, params=None):
         row = {"dataset": name, "seed": seed, "estimator": label, "fit_s": seconds}
         row["epochs"] = getattr(estimator, "n_iter_", np.nan)
         row["renderer"] = getattr(estimator, "renderer_", None)
+        for renderer, loss in (
+            getattr(estimator, "renderer_trial_", None) or {}
+        ).items():
+            row[f"trial_loss_{renderer}"] = loss  # what the "auto" trial compared
         row.update(evaluate(estimator, data, n_slots, seed))
         rows.append(row)
 
