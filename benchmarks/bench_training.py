@@ -19,7 +19,7 @@ everywhere, std over seeds of every OOD score <= 0.03, each default fit
 Run: ``python benchmarks/bench_training.py`` (about 40 minutes on 2 cores);
 ``--params '{"decoder_params": {"renderer": "broadcast"}}'`` replaces defaults
 of the GenerativeInverter and the EncoderBaseline (here: the broadcast renderer
-instead of the default trial of two renderers);
+instead of the default, which fits both the MLP and the broadcast renderer);
 ``--n-jobs 6 --threads 2`` spreads datasets and seeds over processes on a
 bigger machine (fit times then include the contention of that machine).
 """
@@ -150,9 +150,9 @@ def run(name, seed, threads, device="cpu", partial=None, params=None):
         row["epochs"] = getattr(estimator, "n_iter_", np.nan)
         row["renderer"] = getattr(estimator, "renderer_", None)
         for renderer, loss in (
-            getattr(estimator, "renderer_trial_", None) or {}
+            getattr(estimator, "renderer_losses_", None) or {}
         ).items():
-            row[f"trial_loss_{renderer}"] = loss  # what the "auto" trial compared
+            row[f"loss_{renderer}"] = loss  # what "auto" compared
         row.update(evaluate(estimator, data, n_slots, seed))
         rows.append(row)
 

@@ -81,7 +81,7 @@ def test_compare_names_its_renderer_unless_extra_says_otherwise():
     comparison = Comparison(settings, split, 0)
     generator = comparison.generator()
     assert generator.decoder_params == {"renderer": "mlp"}
-    assert generator.renderer_ == "mlp" and generator.renderer_trial_ is None
+    assert generator.renderer_ == "mlp" and generator.renderer_losses_ is None
     baseline, _ = comparison.estimator("encoder-autoencoder")
     assert baseline.decoder_params == {"renderer": "mlp"}
     own = {"decoder_params": {"renderer": "broadcast"}}

@@ -1181,7 +1181,7 @@ def test_saved_estimator_transforms_bit_for_bit(kind, tmp_path):
     X, concepts = images()
     if kind == "inverter":
         model, data = inverter(), vectors()[0]
-    elif kind in ("auto", "broadcast"):  # images: a renderer trial, or a named one
+    elif kind in ("auto", "broadcast"):  # images: both renderers, or a named one
         params = {"decoder_params": {"renderer": "broadcast"}} if kind != "auto" else {}
         model, data = quiet(lambda: fresh(**params).fit(X)), X
     elif kind == "replay":
@@ -1210,8 +1210,8 @@ def test_saved_estimator_transforms_bit_for_bit(kind, tmp_path):
     assert loaded.input_shape_ == model.input_shape_
     if kind in ("auto", "broadcast"):
         assert loaded.renderer_ == model.renderer_
-        assert loaded.renderer_trial_ == model.renderer_trial_
-        assert (model.renderer_trial_ is None) == (kind == "broadcast")
+        assert loaded.renderer_losses_ == model.renderer_losses_
+        assert (model.renderer_losses_ is None) == (kind == "broadcast")
     if kind == "replay":
         assert loaded.generator is loaded.generator_
     if kind == "supervised":

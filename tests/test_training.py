@@ -9,6 +9,7 @@ from skorch.callbacks import GradientNormClipping
 
 from compgen_sk import EncoderBaseline, GenerativeInverter, ReplayEncoder
 from compgen_sk.estimators._base import MIN_TRAINING_R2
+from compgen_sk.estimators._nets import DivergenceError
 from compgen_sk.modules import MLPRenderer
 
 SMALL = dict(
@@ -150,45 +151,61 @@ def _patterns(n=128, size=8, seed=0):
     return np.einsum("nk,kchw->nchw", rng.random((n, 2)), patterns).astype(np.float32)
 
 
-def test_auto_renderer_continues_the_trial_with_the_lower_loss():
+def test_auto_renderer_keeps_the_fit_with_the_lower_final_loss():
     X = _patterns()
-    params = dict(SMALL, n_slots=1, slot_dim=2, max_epochs=16, encoder="mlp")
+    params = dict(SMALL, n_slots=1, slot_dim=2, max_epochs=8, encoder="mlp")
     auto = GenerativeInverter(**params).fit(X)
-    trial = auto.renderer_trial_
-    assert set(trial) == {"mlp", "broadcast"}
-    assert auto.renderer_ == min(trial, key=trial.get)
+    losses = auto.renderer_losses_
+    assert set(losses) == {"mlp", "broadcast"}
+    assert auto.renderer_ == min(losses, key=losses.get)
     # Fixed patterns are what the MLP renderer draws well.
-    assert auto.renderer_ == "mlp" and trial["mlp"] < trial["broadcast"]
+    assert auto.renderer_ == "mlp" and losses["mlp"] < losses["broadcast"]
     assert isinstance(auto.decoder_.decoder.slots.renderers[0], MLPRenderer)
-    assert auto.n_iter_ == 16
-    # Each trial starts from the restart's seed: it trains as the fit that
-    # names its renderer does, and the kept one goes on from there.
+    # Each renderer trains from the restart's seed, as the fit that names it
+    # does: the kept fit is that fit, and both final losses are theirs.
     for renderer in ("mlp", "broadcast"):
-        named = GenerativeInverter(**params, decoder_params={"renderer": renderer}).fit(
-            X
-        )
-        assert named.renderer_ == renderer and named.renderer_trial_ is None
-        assert named.loss_curve_[3] == pytest.approx(trial[renderer], rel=1e-5)
+        named = GenerativeInverter(**params, decoder_params={"renderer": renderer})
+        named.fit(X)
+        assert named.renderer_ == renderer and named.renderer_losses_ is None
+        assert named.loss_curve_[-1] == pytest.approx(losses[renderer], rel=1e-6)
         if renderer == auto.renderer_:
-            np.testing.assert_allclose(
-                auto.loss_curve_[:4], named.loss_curve_[:4], rtol=1e-5
-            )
+            assert auto.loss_curve_ == named.loss_curve_
+            np.testing.assert_array_equal(auto.transform(X), named.transform(X))
+    assert auto.init_losses_[0] == min(losses.values())
 
 
-def test_a_plateau_at_the_end_of_the_trial_ends_the_fit():
+def test_auto_renderer_keeps_the_one_that_did_not_diverge(monkeypatch):
+    X = _patterns(n=64)
+    params = dict(SMALL, n_slots=1, slot_dim=2, max_epochs=2, encoder="mlp")
+    real = GenerativeInverter._fit_net
+
+    def broadcast_diverges(self, net, *args):
+        if self.renderer_ == "broadcast":
+            raise DivergenceError(1)
+        return real(self, net, *args)
+
+    monkeypatch.setattr(GenerativeInverter, "_fit_net", broadcast_diverges)
+    auto = GenerativeInverter(**params).fit(X)
+    assert auto.renderer_ == "mlp" and auto.renderer_losses_["broadcast"] == np.inf
+    named = GenerativeInverter(**params, decoder_params={"renderer": "broadcast"})
+    with pytest.raises(ValueError, match="diverged"):
+        named.fit(X)
+
+
+def test_a_plateau_ends_each_renderer_fit():
     X = _patterns(n=64)
     params = dict(SMALL, n_slots=1, slot_dim=2, max_epochs=8, encoder="mlp")
     params.update(tol=10.0, n_iter_no_change=1)  # no epoch ever improves enough
     named = GenerativeInverter(**params, decoder_params={"renderer": "mlp"})
     assert named.fit(X).n_iter_ == 2
     auto = GenerativeInverter(**params).fit(X)
-    assert auto.renderer_trial_ is not None and auto.n_iter_ == 2
+    assert auto.renderer_losses_ is not None and auto.n_iter_ == 2
 
 
 def test_renderer_is_reported_where_there_is_one(easy):
     vectors = GenerativeInverter(n_slots=2, slot_dim=1, max_epochs=2, **SMALL)
     vectors.fit(easy)
-    assert vectors.renderer_ == "mlp" and vectors.renderer_trial_ is None
+    assert vectors.renderer_ == "mlp" and vectors.renderer_losses_ is None
     transformer = GenerativeInverter(
         n_slots=2, slot_dim=1, max_epochs=2, decoder="transformer", **SMALL
     ).fit(easy)

@@ -117,10 +117,10 @@ default="adamw"
         ``"broadcast"``): the one ``decoder_params`` names, or the one that
         ``"auto"`` kept (:ref:`decoder-renderers`); None where no renderer is
         trained (``objective="supervised"``).
-    renderer_trial_ : dict or None
-        With ``"auto"`` on images, each renderer's training loss after its
-        trial epochs (in the kept initialization; ``inf`` for a renderer whose
-        trial diverged); None otherwise.
+    renderer_losses_ : dict or None
+        With ``"auto"`` on images, each renderer's final training loss in the
+        kept initialization (``inf`` for a renderer whose fit diverged); None
+        otherwise.
     data_mean_ : ndarray of the shape of one sample
         Mean of X; with ``data_scale_``, the standardization that the
         networks work in.

@@ -38,8 +38,8 @@ class GenerativeInverter(SlotEstimatorBase):
         "n_layers": 2}`` for the transformer, ``{"hidden": (256, 256)}``. The
         additive, masked and mlp decoders draw with a ``renderer``: by default
         (``"auto"``) vectors with ``"mlp"``, and images with the one of
-        ``"mlp"`` and ``"broadcast"`` whose training loss is lower after a
-        quarter of ``max_epochs`` (:ref:`decoder-renderers`); renderer options
+        ``"mlp"`` and ``"broadcast"`` whose fit ends with the lower training
+        loss (both are fitted: twice the time; :ref:`decoder-renderers`); renderer options
         such as ``hidden`` without a ``renderer`` are the MLP renderer's.
     encoder : {"auto", "cnn", "mlp"} or torch.nn.Module, default="auto"
         Encoder backbone: "auto" picks a CNN for images (n, C, H, W) and an MLP
@@ -146,10 +146,10 @@ default="adamw"
         ``"broadcast"``): the one ``decoder_params`` names, or the one that
         ``"auto"`` kept (:ref:`decoder-renderers`); None where no renderer is
         trained (the transformer decoder).
-    renderer_trial_ : dict or None
-        With ``"auto"`` on images, each renderer's training loss after its
-        trial epochs (in the kept initialization; ``inf`` for a renderer whose
-        trial diverged); None otherwise.
+    renderer_losses_ : dict or None
+        With ``"auto"`` on images, each renderer's final training loss in the
+        kept initialization (``inf`` for a renderer whose fit diverged); None
+        otherwise.
     data_mean_ : ndarray of the shape of one sample
         Mean of X; with ``data_scale_``, the standardization that the
         networks work in.
