@@ -111,8 +111,8 @@ PROBES = ("mlp", "linear")
 #: Slot dimension per dataset when the settings leave it to the dataset.
 SLOT_DIMS = {"digits": 12, "sprites": 6, "additive": 12, "pug": 12}
 #: The renderer of every decoder a comparison trains: the one its published
-#: tables were measured with (on digits in fixed cells, the renderer trial of
-#: ``renderer="auto"`` keeps it too, and the comparison saves the trial's cost).
+#: tables were measured with (on digits in fixed cells, ``renderer="auto"``
+#: keeps it too, and naming it saves the second fit that "auto" costs).
 RENDERER = "mlp"
 #: The sprites setting of Wiedemer et al. (64 px, 300 epochs), for a GPU.
 SPRITES_64PX = (

@@ -174,32 +174,54 @@ def test_auto_renderer_keeps_the_fit_with_the_lower_final_loss():
     assert auto.init_losses_[0] == min(losses.values())
 
 
-def test_auto_renderer_keeps_the_one_that_did_not_diverge(monkeypatch):
+@pytest.mark.parametrize(
+    "diverging, kept", [("broadcast", "mlp"), ("mlp", "broadcast"), ("both", None)]
+)
+def test_auto_renderer_keeps_the_one_that_did_not_diverge(monkeypatch, diverging, kept):
     X = _patterns(n=64)
     params = dict(SMALL, n_slots=1, slot_dim=2, max_epochs=2, encoder="mlp")
     real = GenerativeInverter._fit_net
 
-    def broadcast_diverges(self, net, *args):
-        if self.renderer_ == "broadcast":
+    def diverges(self, net, *args):
+        if diverging in (self.renderer_, "both"):
             raise DivergenceError(1)
         return real(self, net, *args)
 
-    monkeypatch.setattr(GenerativeInverter, "_fit_net", broadcast_diverges)
-    auto = GenerativeInverter(**params).fit(X)
-    assert auto.renderer_ == "mlp" and auto.renderer_losses_["broadcast"] == np.inf
-    named = GenerativeInverter(**params, decoder_params={"renderer": "broadcast"})
-    with pytest.raises(ValueError, match="diverged"):
-        named.fit(X)
+    monkeypatch.setattr(GenerativeInverter, "_fit_net", diverges)
+    auto = GenerativeInverter(**params)
+    if kept is None:
+        with pytest.raises(ValueError, match=r"diverged.*epoch 1"):
+            auto.fit(X)
+        return
+    auto.fit(X)
+    assert auto.renderer_ == kept and auto.renderer_losses_[diverging] == np.inf
+    assert np.isfinite(auto.renderer_losses_[kept])
+    assert np.isfinite(auto.transform(X)).all()
+
+
+def test_auto_renderer_with_restarts_reports_the_kept_restart():
+    X = _patterns(n=64)
+    params = dict(SMALL, n_slots=1, slot_dim=2, max_epochs=3, encoder="mlp")
+    auto = GenerativeInverter(**params, n_init=2).fit(X)
+    losses = auto.renderer_losses_
+    assert auto.renderer_ == min(losses, key=losses.get)
+    assert auto.init_losses_[auto.best_init_] == min(losses.values())
+    assert auto.loss_curve_[-1] == min(losses.values())
+    assert auto.init_losses_.min() == auto.init_losses_[auto.best_init_]
+    kind = {"mlp": "MLPRenderer", "broadcast": "BroadcastRenderer"}[auto.renderer_]
+    assert type(auto.decoder_.decoder.slots.renderers[0]).__name__ == kind
 
 
 def test_a_plateau_ends_each_renderer_fit():
     X = _patterns(n=64)
     params = dict(SMALL, n_slots=1, slot_dim=2, max_epochs=8, encoder="mlp")
     params.update(tol=10.0, n_iter_no_change=1)  # no epoch ever improves enough
-    named = GenerativeInverter(**params, decoder_params={"renderer": "mlp"})
-    assert named.fit(X).n_iter_ == 2
     auto = GenerativeInverter(**params).fit(X)
     assert auto.renderer_losses_ is not None and auto.n_iter_ == 2
+    for renderer in ("mlp", "broadcast"):
+        named = GenerativeInverter(**params, decoder_params={"renderer": renderer})
+        assert named.fit(X).n_iter_ == 2
+        assert named.loss_curve_[-1] == auto.renderer_losses_[renderer]
 
 
 def test_renderer_is_reported_where_there_is_one(easy):

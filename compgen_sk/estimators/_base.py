@@ -91,6 +91,13 @@ _LIBRARY_DIRS = tuple(
 MIN_TRAINING_R2 = 0.9
 
 
+def _final_loss(net):
+    """The last epoch's training loss of a fitted net; infinite if it is not
+    finite, so that such a fit is never kept over a finite one."""
+    loss = float(net.history[-1, "train_loss"])
+    return loss if math.isfinite(loss) else math.inf
+
+
 def _silent(*args, **kwargs):
     """A sink for skorch callbacks' messages when ``verbose=0``."""
 
@@ -639,16 +646,18 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         ``renderer_`` to the renderer of the net returned.
         """
         choices = self._renderer_choices()
-        best_net, losses, error = None, {}, None
+        best = best_net = error = None
+        losses = {}
         for renderer in choices:
             self.renderer_ = renderer
             with self._seeded(seed):
                 try:
                     net = self._fit_net(make_net(), X, y)
                 except DivergenceError as exc:  # the other renderer may do
-                    losses[renderer], error = math.inf, exc
+                    # Not exc itself: its traceback holds the diverged net.
+                    losses[renderer], error = math.inf, DivergenceError(exc.epoch)
                     continue
-            losses[renderer] = float(net.history[-1, "train_loss"])
+            losses[renderer] = _final_loss(net)
             if best_net is None or losses[renderer] < losses[best]:
                 best, best_net = renderer, net
             del net  # the loser's memory, before the next fit
@@ -674,10 +683,11 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         best, losses = None, []
         for seed in seeds:
             net, renderer_losses = self._fit_one(make_net, X, y, int(seed))
-            losses.append(float(net.history[-1, "train_loss"]))
+            losses.append(_final_loss(net))
             if best is None or losses[-1] < losses[best]:
                 best, best_net = len(losses) - 1, net
                 renderer, best_losses = self.renderer_, renderer_losses
+            del net  # a losing restart's memory, before the next one
         if "decoder_params" in self.get_params(deep=False):
             self.renderer_, self.renderer_losses_ = renderer, best_losses
         else:  # trains no renderer of its own

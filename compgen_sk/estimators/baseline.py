@@ -49,7 +49,8 @@ class EncoderBaseline(SlotEstimatorBase):
     n_init : int, default=1
         Trainings from different initializations; the one with the lowest
         final training loss is kept (``best_init_``), as in
-        :class:`~sklearn.cluster.KMeans`. Costs ``n_init`` fits.
+        :class:`~sklearn.cluster.KMeans`. Costs ``n_init`` fits (each of both
+        renderers where ``"auto"`` fits both).
     tol : float >= 0 or None, default=1e-4
         Training stops once the training loss has not improved by ``tol`` for
         ``n_iter_no_change`` epochs (``max_epochs`` is a cap); the learning rate
@@ -118,9 +119,9 @@ default="adamw"
         ``"auto"`` kept (:ref:`decoder-renderers`); None where no renderer is
         trained (``objective="supervised"``).
     renderer_losses_ : dict or None
-        With ``"auto"`` on images, each renderer's final training loss in the
-        kept initialization (``inf`` for a renderer whose fit diverged); None
-        otherwise.
+        Where ``"auto"`` fitted both renderers (images, no renderer options),
+        each one's final training loss in the kept initialization (``inf``
+        for a renderer whose fit diverged); None otherwise.
     data_mean_ : ndarray of the shape of one sample
         Mean of X; with ``data_scale_``, the standardization that the
         networks work in.

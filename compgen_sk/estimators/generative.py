@@ -39,8 +39,9 @@ class GenerativeInverter(SlotEstimatorBase):
         additive, masked and mlp decoders draw with a ``renderer``: by default
         (``"auto"``) vectors with ``"mlp"``, and images with the one of
         ``"mlp"`` and ``"broadcast"`` whose fit ends with the lower training
-        loss (both are fitted: twice the time; :ref:`decoder-renderers`); renderer options
-        such as ``hidden`` without a ``renderer`` are the MLP renderer's.
+        loss (both are fitted, at the cost of both; :ref:`decoder-renderers`);
+        renderer options such as ``hidden`` without a ``renderer`` are the MLP
+        renderer's.
     encoder : {"auto", "cnn", "mlp"} or torch.nn.Module, default="auto"
         Encoder backbone: "auto" picks a CNN for images (n, C, H, W) and an MLP
         for vectors; a module maps inputs to features (n, F) and gets a linear
@@ -81,7 +82,8 @@ class GenerativeInverter(SlotEstimatorBase):
     n_init : int, default=1
         Trainings from different initializations; the one with the lowest
         final training loss is kept (``best_init_``), as in
-        :class:`~sklearn.cluster.KMeans`. Costs ``n_init`` fits.
+        :class:`~sklearn.cluster.KMeans`. Costs ``n_init`` fits (each of both
+        renderers where ``"auto"`` fits both).
     tol : float >= 0 or None, default=1e-4
         Training stops once the training loss has not improved by ``tol`` for
         ``n_iter_no_change`` epochs (``max_epochs`` is a cap); the learning rate
@@ -147,9 +149,9 @@ default="adamw"
         ``"auto"`` kept (:ref:`decoder-renderers`); None where no renderer is
         trained (the transformer decoder).
     renderer_losses_ : dict or None
-        With ``"auto"`` on images, each renderer's final training loss in the
-        kept initialization (``inf`` for a renderer whose fit diverged); None
-        otherwise.
+        Where ``"auto"`` fitted both renderers (images, no renderer options),
+        each one's final training loss in the kept initialization (``inf``
+        for a renderer whose fit diverged); None otherwise.
     data_mean_ : ndarray of the shape of one sample
         Mean of X; with ``data_scale_``, the standardization that the
         networks work in.
