@@ -16,7 +16,8 @@ then the mean ± std over seeds, and the targets: ID reconstruction R² >= 0.97
 everywhere, std over seeds of every OOD score <= 0.03, each default fit
 <= 3 min for <= 5,000 images of <= 32 px on 2 CPU cores.
 
-Run: ``python benchmarks/bench_training.py`` (about 40 minutes on 2 cores);
+Run: ``python benchmarks/bench_training.py`` (``--datasets balls sprites-l16 digits``
+took 43 minutes on 2 cores; all five take longer);
 ``--params '{"decoder_params": {"renderer": "broadcast"}}'`` replaces defaults
 of the GenerativeInverter and the EncoderBaseline (here: the broadcast renderer
 instead of the default, which fits both the MLP and the broadcast renderer);
