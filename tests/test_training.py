@@ -199,6 +199,17 @@ def test_auto_renderer_keeps_the_one_that_did_not_diverge(monkeypatch, diverging
     assert np.isfinite(auto.transform(X)).all()
 
 
+def test_verbose_auto_names_the_renderer_of_each_epoch_table(capsys):
+    X = _patterns(n=64)
+    params = dict(SMALL, n_slots=1, slot_dim=2, max_epochs=1, encoder="mlp")
+    GenerativeInverter(**params, verbose=1).fit(X)
+    out = capsys.readouterr().out
+    assert out.index("renderer='mlp'") < out.index("renderer='broadcast'")
+    assert out.count("train_loss") == 2  # one epoch table per renderer
+    GenerativeInverter(**params, decoder_params={"renderer": "mlp"}, verbose=1).fit(X)
+    assert "renderer=" not in capsys.readouterr().out
+
+
 def test_auto_renderer_with_restarts_reports_the_kept_restart():
     X = _patterns(n=64)
     params = dict(SMALL, n_slots=1, slot_dim=2, max_epochs=3, encoder="mlp")

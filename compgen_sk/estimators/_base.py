@@ -650,6 +650,8 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         losses = {}
         for renderer in choices:
             self.renderer_ = renderer
+            if self.verbose and len(choices) > 1:  # which epoch table is which
+                print(f"renderer={renderer!r} (renderer='auto' fits {choices})")
             with self._seeded(seed):
                 try:
                     net = self._fit_net(make_net(), X, y)
