@@ -74,7 +74,8 @@ def test_memmap_fits_like_memory_without_copying_it(tmp_path, pixels):
     disk[:] = X
     disk.flush()
     disk = np.load(tmp_path / "X.npy", mmap_mode="r")
-    model = GenerativeInverter(**{**SMALL, "max_epochs": 1}, search_steps=2)
+    # In this process (n_jobs=1), where tracemalloc sees training's allocations.
+    model = GenerativeInverter(**{**SMALL, "max_epochs": 1}, search_steps=2, n_jobs=1)
     _fit(model, disk[:64]).transform(disk[:64])  # torch's first-call allocations
     tracemalloc.start()
     _fit(model, disk)
@@ -84,7 +85,7 @@ def test_memmap_fits_like_memory_without_copying_it(tmp_path, pixels):
     # NumPy allocations stay far below one copy of X (a few batches at most).
     assert peak < 0.5 * X.nbytes, peak
     reference = _fit(
-        GenerativeInverter(**{**SMALL, "max_epochs": 1}, search_steps=2), X
+        GenerativeInverter(**{**SMALL, "max_epochs": 1}, search_steps=2, n_jobs=1), X
     )
     np.testing.assert_array_equal(slots, reference.transform(X))
 
@@ -131,7 +132,9 @@ class _OnDemand:
 
 @pytest.mark.parametrize("make", [GenerativeInverter, EncoderBaseline, ReplayEncoder])
 def test_arrays_read_on_demand_fit_like_arrays(make, pixels):
-    params = dict(n_slots=2, slot_dim=2, max_epochs=2, random_state=0)
+    # n_jobs=1: in memory, both renderers would fit side by side, on fewer
+    # threads than the fits in turn that data read on demand get.
+    params = dict(n_slots=2, slot_dim=2, max_epochs=2, random_state=0, n_jobs=1)
     if make is ReplayEncoder:
         params = dict(
             generator=GenerativeInverter(**params), replay_epochs=2, random_state=0

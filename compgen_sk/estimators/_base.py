@@ -7,9 +7,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import io
 import math
+import multiprocessing
 import os
 import sys
+import threading
 import warnings
 from numbers import Integral, Real
 
@@ -100,6 +103,83 @@ def _final_loss(net):
 
 def _silent(*args, **kwargs):
     """A sink for skorch callbacks' messages when ``verbose=0``."""
+
+
+def _fit_in_worker(estimator, seed, renderer, X, y, n_threads):
+    """Run ``estimator._fit_candidate`` in a worker process with ``n_threads``
+    torch threads; return its result, what it printed and the warnings it
+    raised (message, category, filename, line number), for the parent to
+    replay."""
+    threads, log = torch.get_num_threads(), io.StringIO()
+    torch.set_num_threads(n_threads)
+    try:
+        with contextlib.redirect_stdout(log), warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            result = estimator._fit_candidate(seed, renderer, X, y)
+    finally:  # the worker may serve other joblib calls next
+        torch.set_num_threads(threads)
+    # Each warning once, as the default filter would show it.
+    caught = {(m.category, str(m.message), m.filename, m.lineno): m for m in w}
+    caught = [(m.message, m.category, m.filename, m.lineno) for m in caught.values()]
+    return result, log.getvalue(), caught
+
+
+def _replay_warning(message, category, filename, lineno):
+    """Raise a warning of a worker process here, as if raised at its origin
+    (its module's filters and once-per-location registry apply)."""
+    module = next(
+        (
+            m
+            for m in list(sys.modules.values())
+            if getattr(m, "__file__", None) == filename
+        ),
+        None,
+    )
+    if module is None:
+        warnings.warn_explicit(message, category, filename, lineno)
+        return
+    registry = module.__dict__.setdefault("__warningregistry__", {})
+    warnings.warn_explicit(
+        message, category, filename, lineno, module.__name__, registry
+    )
+
+
+# In-memory arrays larger than this are not shared with worker processes (joblib
+# would copy them once into shared memory); candidate fits then run in turn.
+_MAX_SHARED_BYTES = 2**30
+
+
+def _shareable(array):
+    """Whether candidate fits may run in worker processes on ``array`` (X or
+    y): None, a memory-mapped array (sent by reference) or an in-memory array
+    of at most ``_MAX_SHARED_BYTES``."""
+    if array is None or isinstance(array, np.memmap):
+        return True
+    return isinstance(array, np.ndarray) and array.nbytes <= _MAX_SHARED_BYTES
+
+
+def _defined_in_main(value):
+    """Whether ``value`` (a parameter) holds a class or module defined in a
+    script or notebook (``__main__``), which worker processes cannot load
+    back by name."""
+    if isinstance(value, dict):
+        return any(_defined_in_main(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_defined_in_main(v) for v in value)
+    objects = list(value.modules()) if isinstance(value, nn.Module) else [value]
+    return any(
+        (obj if isinstance(obj, type) else type(obj)).__module__ == "__main__"
+        for obj in objects
+    )
+
+
+def _can_start_processes():
+    """Whether joblib can start worker processes from here: not from a
+    thread (a threading backend, dask's threads) nor a daemonic process."""
+    return (
+        threading.current_thread() is threading.main_thread()
+        and not multiprocessing.current_process().daemon
+    )
 
 
 def _positive_int(low=1):
@@ -260,6 +340,11 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         "n_init": _positive_int(),
         "tol": [Interval(Real, 0, None, closed="left"), None],
         "n_iter_no_change": _positive_int(),
+        "n_jobs": [
+            Interval(Integral, 1, None, closed="left"),
+            Interval(Integral, None, -1, closed="right"),
+            None,
+        ],
     }
     _search_constraints: dict = {
         "search_steps": _positive_int(0),
@@ -562,7 +647,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         X = self._validate_X(X, reset=True)
         self._set_data_scaling(X)
         inputs, targets = self._training_data(X, y)
-        self._fit_restarts(self._new_net, inputs, targets)
+        self._fit_restarts(inputs, targets)
         if "search_restarts" in self._parameter_constraints:
             # Slots of training images, evenly spaced: what multi-start search
             # recombines the encoder's guesses with.
@@ -632,68 +717,137 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         """Hook: the name of the decoder this estimator trains, or None."""
         return None
 
-    def _fit_one(self, make_net, X, y, seed):
-        """One restart: the trained net and, where several renderers were
-        tried, each one's final training loss (else None).
+    def _fit_candidate(self, seed, renderer, X, y):
+        """One candidate fit: a net trained from ``seed`` with ``renderer``, or
+        the :class:`DivergenceError` that ended it."""
+        self.renderer_ = renderer  # what _new_net builds the decoder with
+        with self._seeded(seed):
+            try:
+                return self._fit_net(self._new_net(), X, y)
+            except DivergenceError as exc:
+                # Not exc itself: its traceback holds the diverged net.
+                return DivergenceError(exc.epoch)
 
-        Every renderer choice trains a whole fit from the restart's seed,
-        exactly as the fit that names it; the one with the lower final total
-        training loss (the loss that ``loss_curve_`` records) is kept, as
-        restarts are. Shorter trials cannot decide: a broadcast renderer that
-        has bound two slots to one object sits on a plateau for half the
-        epochs before it overtakes the MLP renderer (two balls, 80 epochs:
-        0.17 against 0.08 at epoch 40, 0.007 against 0.056 at the end). Sets
-        ``renderer_`` to the renderer of the net returned.
+    def _n_parallel(self, n_candidates, X, y):
+        """How many candidate fits run at once (1: in this process)."""
+        in_turn = (
+            n_candidates < 2
+            or self._device().type != "cpu"
+            or not all(_shareable(a) for a in (X, y))
+            or _defined_in_main(self.get_params(deep=False))
+            or not _can_start_processes()
+        )
+        if in_turn:
+            return 1
+        if self.n_jobs is None:
+            return min(n_candidates, torch.get_num_threads())
+        return min(n_candidates, joblib.effective_n_jobs(self.n_jobs))
+
+    def _candidate_fits(self, candidates, X, y):
+        """Fit each (seed, renderer) candidate; yield the nets (or the
+        :class:`DivergenceError` of one that diverged) in order.
+
+        Candidates run ``_n_parallel`` at a time in worker processes, each with
+        its share of torch's threads: on a few cores small networks gain little
+        from a second thread, so two fits side by side take about 0.6 times as
+        long as one after the other. A worker's printed log and warnings are
+        replayed here, in order.
         """
-        choices = self._renderer_choices()
-        best = best_net = error = None
-        losses = {}
-        for renderer in choices:
-            self.renderer_ = renderer
-            if self.verbose and len(choices) > 1:  # which epoch table is which
+        several = len({renderer for _, renderer in candidates}) > 1
+        choices = tuple(dict.fromkeys(renderer for _, renderer in candidates))
+
+        def announce(renderer):
+            if self.verbose and several:  # which epoch table is which
                 print(f"renderer={renderer!r} (renderer='auto' fits {choices})")
-            with self._seeded(seed):
-                try:
-                    net = self._fit_net(make_net(), X, y)
-                except DivergenceError as exc:  # the other renderer may do
-                    # Not exc itself: its traceback holds the diverged net.
-                    losses[renderer], error = math.inf, DivergenceError(exc.epoch)
-                    continue
-            losses[renderer] = _final_loss(net)
-            if best_net is None or losses[renderer] < losses[best]:
-                best, best_net = renderer, net
-            del net  # the loser's memory, before the next fit
-        if best_net is None:
-            raise self._diverged(error) from None
-        self.renderer_ = best
-        return best_net, (losses if len(choices) > 1 else None)
 
-    def _fit_restarts(self, make_net, X, y=None):
-        """Fit ``n_init`` nets from different initializations; keep the one with
-        the lowest final training loss (as KMeans keeps its best restart).
+        n_parallel = self._n_parallel(len(candidates), X, y)
+        if n_parallel == 1:
+            for seed, renderer in candidates:
+                announce(renderer)
+                yield self._fit_candidate(seed, renderer, X, y)
+            return
+        threads = max(1, torch.get_num_threads() // n_parallel)
+        worker = copy.copy(self)  # without a previous fit's modules
+        for attr in ("net_", "encoder_", "decoder_", "start_slots_"):
+            worker.__dict__.pop(attr, None)
+        jobs = (
+            joblib.delayed(_fit_in_worker)(worker, seed, renderer, X, y, threads)
+            for seed, renderer in candidates
+        )
+        parallel = joblib.Parallel(
+            n_jobs=n_parallel, backend="loky", batch_size=1, return_as="generator"
+        )
+        # Runs joblib's generator to its end: closed early, it would stop the
+        # workers, which are otherwise reused by the next fit.
+        for index, (result, log, caught) in enumerate(parallel(jobs)):
+            announce(candidates[index][1])
+            sys.stdout.write(log)
+            for warning in caught:
+                _replay_warning(*warning)
+            yield result
+            del result  # a losing net's memory, before the next one arrives
 
-        ``make_net()`` builds a fresh, unfitted net; it runs with torch's
-        generators seeded for that restart. Sets ``net_``, ``n_iter_``,
-        ``loss_curve_``, ``init_losses_``, ``best_init_``, ``converged_``,
-        ``renderer_`` and ``renderer_losses_``,
-        and warns (:class:`~sklearn.exceptions.ConvergenceWarning`) when the
-        kept fit has not converged or fits its training data poorly.
+    def _fit_restarts(self, X, y=None):
+        """Fit ``n_init`` nets from different initializations, each with every
+        renderer choice; keep the one with the lowest final training loss (as
+        KMeans keeps its best restart).
+
+        Every renderer choice (two where ``"auto"`` fits both) trains a whole
+        fit from the restart's seed, exactly as the fit that names it; the one
+        with the lower final total training loss (the loss that
+        ``loss_curve_`` records) is kept, as restarts are. Shorter trials
+        cannot decide: a broadcast renderer that has bound two slots to one
+        object sits on a plateau for half the epochs before it overtakes the
+        MLP renderer (two balls, 80 epochs: 0.17 against 0.08 at epoch 40,
+        0.007 against 0.056 at the end).
+
+        Nets are built by the hook ``_new_net`` with torch's generators seeded
+        for their restart. Sets ``net_``, ``n_iter_``, ``loss_curve_``,
+        ``init_losses_``, ``best_init_``, ``converged_``, ``renderer_`` and
+        ``renderer_losses_``, and warns
+        (:class:`~sklearn.exceptions.ConvergenceWarning`) when the kept fit has
+        not converged or fits its training data poorly.
         """
         seeds = check_random_state(self.random_state).randint(
             np.iinfo(np.int32).max, size=self.n_init
         )
+        choices = self._renderer_choices()
+        candidates = [(int(seed), renderer) for seed in seeds for renderer in choices]
+        fits = self._candidate_fits(candidates, X, y)
         best, losses = None, []
-        for seed in seeds:
-            net, renderer_losses = self._fit_one(make_net, X, y, int(seed))
-            losses.append(_final_loss(net))
-            if best is None or losses[-1] < losses[best]:
-                best, best_net = len(losses) - 1, net
-                renderer, best_losses = self.renderer_, renderer_losses
-            del net  # a losing restart's memory, before the next one
+        try:
+            for index, result in enumerate(fits):
+                renderer = choices[index % len(choices)]
+                if renderer == choices[0]:  # a restart's first renderer
+                    kept = net = error = None
+                    renderer_losses = {}
+                # Keep the restart's renderer with the lowest final loss.
+                if isinstance(result, DivergenceError):
+                    renderer_losses[renderer], error = math.inf, result
+                else:
+                    renderer_losses[renderer] = _final_loss(result)
+                    if net is None or renderer_losses[renderer] < renderer_losses[kept]:
+                        kept, net = renderer, result
+                del result  # a losing renderer's memory, before the next fit
+                if renderer != choices[-1]:
+                    continue
+                # The restart is complete: keep the restart with the lowest loss.
+                if net is None:
+                    raise self._diverged(error) from None
+                losses.append(renderer_losses[kept])
+                if best is None or losses[-1] < losses[best]:
+                    best, best_net = len(losses) - 1, net
+                    best_renderer, best_losses = kept, renderer_losses
+                del net  # a losing restart's memory, before the next one
+        finally:  # on an error, stop the candidates still running
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # joblib's note that it did
+                fits.close()
         if "decoder_params" in self.get_params(deep=False):
-            self.renderer_, self.renderer_losses_ = renderer, best_losses
+            self.renderer_ = best_renderer
+            self.renderer_losses_ = best_losses if len(choices) > 1 else None
         else:  # trains no renderer of its own
-            del self.renderer_
+            self.__dict__.pop("renderer_", None)
         self.net_ = best_net
         self.init_losses_ = np.asarray(losses)
         self.best_init_ = best

@@ -117,6 +117,9 @@ class DivergenceError(FloatingPointError):
         super().__init__(f"non-finite training loss in epoch {epoch}")
         self.epoch = epoch
 
+    def __reduce__(self):  # sent back from worker processes
+        return type(self), (self.epoch,)
+
 
 class StopOnNonFiniteLoss(Callback):
     """Stop training at the end of the first epoch whose loss, or whose

@@ -70,6 +70,16 @@ default="adamw"
     validation_fraction : float in (0, 1) or None, default=None
         Hold out this fraction of X to record ``valid_loss`` (for
         :class:`skorch.callbacks.EarlyStopping`); None trains on all of X.
+    n_jobs : int or None, default=None
+        Candidate fits (the ``n_init`` restarts, times both renderers where
+        ``"auto"`` fits both) trained at once, in worker processes that share
+        torch's threads out among them; 1 fits
+        them one after another in this process, -1 uses every CPU. None: as
+        many as torch has threads (``torch.get_num_threads()``), so the fit
+        keeps to the cores that one torch fit would use. Only on CPU and for
+        in-memory arrays; elsewhere candidates run one after another. The
+        thread count changes floating-point rounding, so results are
+        reproducible for one ``n_jobs`` and machine.
     device : str or torch.device, default="cpu"
         Where to train and infer ("cpu", "cuda", "cuda:1", …).
     callbacks : list of skorch callbacks or None, default=None
@@ -172,6 +182,7 @@ default="adamw"
         optimizer="adamw",
         optimizer_params=None,
         validation_fraction=None,
+        n_jobs=None,
         device="cpu",
         callbacks=None,
         random_state=None,
@@ -192,6 +203,7 @@ default="adamw"
         self.optimizer = optimizer
         self.optimizer_params = optimizer_params
         self.validation_fraction = validation_fraction
+        self.n_jobs = n_jobs
         self.device = device
         self.callbacks = callbacks
         self.random_state = random_state

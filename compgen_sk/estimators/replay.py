@@ -44,11 +44,12 @@ class ReplayEncoder(SlotEstimatorBase):
     ----------
     generator : GenerativeInverter or None, default=None
         A fitted generator is used as is (never refitted); an unfitted one is
-        cloned and fitted on X; None fits ``GenerativeInverter(device=device,
-        random_state=random_state)`` at its defaults. To tune the generator,
-        pass an unfitted :class:`GenerativeInverter`: its parameters are then
-        nested ones (``generator__max_epochs`` and the like) for ``set_params``
-        and :class:`~sklearn.model_selection.GridSearchCV`.
+        cloned and fitted on X; None fits ``GenerativeInverter(n_jobs=n_jobs,
+        device=device, random_state=random_state)`` at its defaults. To tune
+        the generator, pass an unfitted :class:`GenerativeInverter`: its
+        parameters are then nested ones (``generator__max_epochs`` and the
+        like) for ``set_params`` and
+        :class:`~sklearn.model_selection.GridSearchCV`.
     n_replay : int or None, default=None
         Replayed pairs per epoch; None uses the number of samples in X.
     replay_epochs : int, default=30
@@ -97,6 +98,11 @@ class ReplayEncoder(SlotEstimatorBase):
 default="adamw"
     optimizer_params : dict or None, default=None
         Extra optimizer arguments, e.g. ``{"weight_decay": 1e-4}``.
+    n_jobs : int or None, default=None
+        Candidate fits of the default generator (``generator=None``) trained
+        at once, as :class:`GenerativeInverter`'s ``n_jobs``. The replay
+        encoder's own restarts run one after another: the images they train
+        on are rendered in this process.
     device : str or torch.device, default="cpu"
         Where to train and infer ("cpu", "cuda", "cuda:1", …).
     callbacks : list of skorch callbacks or None, default=None
@@ -195,6 +201,7 @@ default="adamw"
         lr=1e-3,
         optimizer="adamw",
         optimizer_params=None,
+        n_jobs=None,
         device="cpu",
         callbacks=None,
         random_state=None,
@@ -219,6 +226,7 @@ default="adamw"
         self.lr = lr
         self.optimizer = optimizer
         self.optimizer_params = optimizer_params
+        self.n_jobs = n_jobs
         self.device = device
         self.callbacks = callbacks
         self.random_state = random_state
@@ -236,7 +244,7 @@ default="adamw"
             return generator
         if self.generator is None:
             generator = GenerativeInverter(
-                device=self.device, random_state=self.random_state
+                n_jobs=self.n_jobs, device=self.device, random_state=self.random_state
             )
         else:
             generator = clone(self.generator)
