@@ -351,6 +351,10 @@ def test_how_many_candidates_fit_side_by_side(monkeypatch, tmp_path):
     assert est._n_parallel(2, X, None) == 2  # None: as many as torch's threads
     assert est._n_parallel(6, X, None) == 4
     assert est._n_parallel(1, X, None) == 1
+    with joblib.parallel_config(n_jobs=1):  # as for scikit-learn's estimators
+        assert est._n_parallel(2, X, None) == 1
+    with joblib.parallel_config(n_jobs=3):
+        assert est._n_parallel(6, X, None) == 3
     assert est.set_params(n_jobs=1)._n_parallel(6, X, None) == 1
     assert est.set_params(n_jobs=3)._n_parallel(6, X, None) == 3
     assert est.set_params(n_jobs=-1)._n_parallel(2, X, None) == min(

@@ -739,9 +739,12 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         )
         if in_turn:
             return 1
-        if self.n_jobs is None:
+        n_jobs = self.n_jobs
+        if n_jobs is None:  # that of a joblib.parallel_config around fit, if any
+            n_jobs = joblib.parallel.get_active_backend()[1]
+        if n_jobs is None:
             return min(n_candidates, torch.get_num_threads())
-        return min(n_candidates, joblib.effective_n_jobs(self.n_jobs))
+        return min(n_candidates, joblib.effective_n_jobs(n_jobs))
 
     def _candidate_fits(self, candidates, X, y):
         """Fit each (seed, renderer) candidate; yield the nets (or the

@@ -73,11 +73,12 @@ default="adamw"
     n_jobs : int or None, default=None
         Candidate fits (the ``n_init`` restarts, times both renderers where
         ``"auto"`` fits both) trained at once, in worker processes that share
-        torch's threads out among them; 1 fits
-        them one after another in this process, -1 uses every CPU. None: as
-        many as torch has threads (``torch.get_num_threads()``), so the fit
-        keeps to the cores that one torch fit would use. Only on CPU and for
-        in-memory arrays; elsewhere candidates run one after another. The
+        torch's threads out among them; 1 fits them one after another in this
+        process, -1 uses every CPU. None: the ``n_jobs`` of a
+        :func:`joblib.parallel_config` around ``fit``, else as many as torch
+        has threads (``torch.get_num_threads()``), so the fit keeps to the
+        cores that one torch fit would use. Candidates run in turn on a GPU,
+        and for data read on demand or in-memory arrays over 1 GiB. The
         thread count changes floating-point rounding, so results are
         reproducible for one ``n_jobs`` and machine.
     device : str or torch.device, default="cpu"
