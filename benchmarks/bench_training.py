@@ -17,12 +17,13 @@ everywhere, std over seeds of every OOD score <= 0.03, each default fit
 <= 3 min for <= 5,000 images of <= 32 px on 2 CPU cores.
 
 Run: ``python benchmarks/bench_training.py`` (``--datasets balls sprites-l16 digits``
-took 43 minutes on 2 cores; all five take longer);
+took 28 minutes on 2 cores; all five take longer);
 ``--params '{"decoder_params": {"renderer": "broadcast"}}'`` replaces defaults
 of the GenerativeInverter and the EncoderBaseline (here: the broadcast renderer
 instead of the default, which fits both the MLP and the broadcast renderer);
 ``--n-jobs 6 --threads 2`` spreads datasets and seeds over processes on a
-bigger machine (fit times then include the contention of that machine).
+bigger machine (fit times then include the contention of that machine; each
+fit shares its 2 threads out among its candidate fits, as on 2 cores).
 """
 
 from __future__ import annotations
