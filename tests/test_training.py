@@ -363,23 +363,22 @@ def test_how_many_candidates_fit_side_by_side(monkeypatch, tmp_path):
     est.set_params(n_jobs=None)
     assert est._n_parallel(2, X.tolist(), None) == 1  # not an array: in turn
     assert est.set_params(device="meta")._n_parallel(2, X, None) == 1  # not CPU
+
     # Where joblib cannot start processes (threads of a threading backend,
     # daemonic workers), the default fits in turn rather than warn.
-    in_a_thread = []
+    def in_a_thread():
+        found = []
+        thread = threading.Thread(
+            target=lambda: found.append(est._n_parallel(2, X, None))
+        )
+        thread.start()
+        thread.join()
+        return found
+
     est.set_params(device="cpu")
-    thread = threading.Thread(
-        target=lambda: in_a_thread.append(est._n_parallel(2, X, None))
-    )
-    thread.start()
-    thread.join()
-    assert in_a_thread == [1]
+    assert in_a_thread() == [1]
     est.set_params(n_jobs=2)  # even when asked for
-    thread = threading.Thread(
-        target=lambda: in_a_thread.append(est._n_parallel(2, X, None))
-    )
-    thread.start()
-    thread.join()
-    assert in_a_thread == [1, 1]
+    assert in_a_thread() == [1]
     # In-memory arrays up to a size are shared; memory maps of any size.
     monkeypatch.setattr(_base, "_MAX_SHARED_BYTES", X.nbytes)
     bigger = np.concatenate([X, X[:1]])

@@ -756,11 +756,10 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         long as one after the other. A worker's printed log and warnings are
         replayed here, in order.
         """
-        several = len({renderer for _, renderer in candidates}) > 1
         choices = tuple(dict.fromkeys(renderer for _, renderer in candidates))
 
         def announce(renderer):
-            if self.verbose and several:  # which epoch table is which
+            if self.verbose and len(choices) > 1:  # which epoch table is which
                 print(f"renderer={renderer!r} (renderer='auto' fits {choices})")
 
         n_parallel = self._n_parallel(len(candidates), X, y)
