@@ -329,6 +329,27 @@ def test_replay_generator_params_are_nested_and_generator_kept(vectors):
         ReplayEncoder(fitted, replay_epochs=1).fit(X[:, :8])
 
 
+def test_replay_sampler_auto_pools_the_slots_of_a_shared_renderer(vectors):
+    X, _ = vectors
+    replays = {}
+    for shared in (False, True):
+        generator = GenerativeInverter(
+            slot_dim=2, decoder_params={"shared": shared}, **FAST
+        ).fit(X)
+        replays[shared] = ReplayEncoder(generator, replay_epochs=1, random_state=0)
+        assert replays[shared].fit(X).sampler_ == ("pool" if shared else "shuffle")
+    # "auto" is exactly the sampler it resolves to, named.
+    named = ReplayEncoder(
+        replays[True].generator, sampler="pool", replay_epochs=1, random_state=0
+    ).fit(X)
+    np.testing.assert_array_equal(named.transform(X), replays[True].transform(X))
+    assert named.net_.criterion_.__class__ is replays[True].net_.criterion_.__class__
+    forced = ReplayEncoder(
+        replays[True].generator, sampler="shuffle", replay_epochs=1
+    ).fit(X)
+    assert forced.sampler_ == "shuffle"
+
+
 @pytest.mark.parametrize("decoder", ["additive", "masked", "transformer", "mlp"])
 def test_every_decoder_fits_images_and_vectors(decoder, vectors, images):
     for X, _ in (vectors, images):

@@ -305,10 +305,15 @@ default="adamw"
             interaction_weight=self.interaction_weight,
             consistency_weight=self.consistency_weight,
             consistency_warmup=self.consistency_warmup,
-            recombination="pool"
-            if (self.decoder_params or {}).get("shared")
-            else "shuffle",
+            recombination=self._recombination(),
         )
+
+    def _recombination(self):
+        """How to recombine slots into new scenes (consistency, replay):
+        ``"pool"`` draws every slot from all slots when one renderer draws
+        every slot (objects of one kind), else ``"shuffle"`` keeps each slot's
+        position."""
+        return "pool" if (self.decoder_params or {}).get("shared") else "shuffle"
 
     def _decoder_name(self):
         return self.decoder

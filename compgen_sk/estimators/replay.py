@@ -65,10 +65,13 @@ class ReplayEncoder(SlotEstimatorBase):
         error of the predicted slots. None trains all ``replay_epochs`` epochs.
     n_iter_no_change : int, default=10
         Epochs without a ``tol`` improvement that stop training.
-    sampler : {"shuffle", "pool"}, default="shuffle"
+    sampler : {"auto", "shuffle", "pool"}, default="auto"
         ``"shuffle"`` draws slot k from the k-th inferred slots; ``"pool"`` from
         all inferred slots, for a decoder shared across slots (the loss then
-        matches slots before comparing).
+        matches slots before comparing). ``"auto"`` pools when the generator
+        draws every slot with one shared renderer (``decoder_params={"shared":
+        True}``: objects of one kind, whose slot order means nothing), else
+        shuffles.
     warm_start_encoder : bool, default=False
         Start from a copy of the generator's encoder instead of a fresh one.
     encoder : {"auto", "cnn", "mlp"} or torch.nn.Module, default="auto"
@@ -130,6 +133,8 @@ default="adamw"
         Number of inferred slots.
     slot_dim_ : int
         Dimension of each inferred slot.
+    sampler_ : {"shuffle", "pool"}
+        The recombination that the replayed images were rendered from.
     start_slots_ : ndarray of shape (n_bank, n_slots, slot_dim)
         The encoder's slots of up to 64 training images, evenly spaced: what
         multi-start search (``search_restarts``) recombines guesses with.
@@ -175,7 +180,7 @@ default="adamw"
         "generator": [GenerativeInverter, None],
         "n_replay": [Interval(Integral, 1, None, closed="left"), None],
         "replay_epochs": _positive_int(),
-        "sampler": [StrOptions({"shuffle", "pool"})],
+        "sampler": [StrOptions({"auto", "shuffle", "pool"})],
         "warm_start_encoder": ["boolean"],
     }
 
@@ -188,7 +193,7 @@ default="adamw"
         n_init=1,
         tol=1e-4,
         n_iter_no_change=10,
-        sampler="shuffle",
+        sampler="auto",
         warm_start_encoder=False,
         encoder="auto",
         encoder_params=None,
@@ -273,6 +278,9 @@ default="adamw"
         """Fit or take the generator; the training data is a stream of its
         renderings of recombined inferred slots (fresh in every epoch)."""
         self.generator_ = self._fitted_generator(X)
+        self.sampler_ = (
+            self.generator_._recombination() if self.sampler == "auto" else self.sampler
+        )
         bank = self.generator_._encode_array(X)
         device = self._device()
         decoder = copy.deepcopy(self.generator_._decoder())
@@ -283,7 +291,7 @@ default="adamw"
             decoder,
             torch.as_tensor(bank, device=device),
             self.n_replay or len(X),
-            self.sampler,
+            self.sampler_,
         )
         return stream, None
 
@@ -299,7 +307,7 @@ default="adamw"
             )
         return self._make_net(
             encoder,
-            criterion=MatchedSlotLoss if self.sampler == "pool" else nn.MSELoss,
+            criterion=MatchedSlotLoss if self.sampler_ == "pool" else nn.MSELoss,
             max_epochs=self.replay_epochs,
             iterator_train=StreamLoader,
             train_split=None,
