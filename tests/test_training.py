@@ -118,6 +118,18 @@ def test_warns_when_stopped_while_the_loss_still_falls_fast(easy):
     assert not est.converged_
 
 
+def test_replay_warning_names_its_epoch_cap(easy):
+    generator = _fit_quietly(
+        GenerativeInverter(n_slots=2, slot_dim=1, max_epochs=20, **SMALL), easy
+    )
+    replay = ReplayEncoder(generator, replay_epochs=8, lr=3e-4, random_state=0)
+    with pytest.warns(
+        ConvergenceWarning, match="stopped at replay_epochs=8 .*raise replay_epochs"
+    ):
+        replay.fit(easy)
+    assert not replay.converged_
+
+
 def test_warns_when_the_training_data_is_reconstructed_poorly(noise):
     est = _baseline(max_epochs=30)
     with pytest.warns(ConvergenceWarning, match=f"training R² .* < {MIN_TRAINING_R2}"):

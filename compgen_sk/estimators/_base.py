@@ -867,8 +867,11 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         self.n_slots_ = self.encoder_.n_slots
         self.slot_dim_ = self.encoder_.slot_dim
 
+    # The parameter that caps the epochs of training.
+    _max_epochs_param = "max_epochs"
+
     def _max_epochs(self):
-        return self.max_epochs
+        return getattr(self, self._max_epochs_param)
 
     def _training_r2(self):
         """R² of the kept fit on its own training data, from its last epoch's
@@ -888,9 +891,10 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
             rate = (before - last) / max(abs(before), 1e-12) / _CONVERGENCE_WINDOW
             if rate > _FAST_DECREASE:
                 warnings.warn(
-                    f"{name} stopped at max_epochs={self._max_epochs()} while its "
-                    f"training loss still fell by {100 * rate:.1f}% per epoch over "
-                    f"the last {_CONVERGENCE_WINDOW} epochs; raise max_epochs.",
+                    f"{name} stopped at {self._max_epochs_param}="
+                    f"{self._max_epochs()} while its training loss still fell by "
+                    f"{100 * rate:.1f}% per epoch over the last "
+                    f"{_CONVERGENCE_WINDOW} epochs; raise {self._max_epochs_param}.",
                     ConvergenceWarning,
                     stacklevel=_user_stacklevel(),
                 )

@@ -173,6 +173,8 @@ default="adamw"
     (200, 4)
     """
 
+    _max_epochs_param = "replay_epochs"
+
     _parameter_constraints: dict = {
         **SlotEstimatorBase._parameter_constraints,
         **SlotEstimatorBase._search_constraints,
@@ -312,9 +314,6 @@ default="adamw"
             iterator_train=StreamLoader,
             train_split=None,
         )
-
-    def _max_epochs(self):
-        return self.replay_epochs
 
     def _encoder(self):
         return self.net_.module_
