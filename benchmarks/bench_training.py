@@ -11,6 +11,9 @@ fit). For each dataset and seed the script prints
   matched to true slots by the Hungarian algorithm, per image for the sprites,
   whose objects are of one kind) on ID test images and on OOD images;
 - the fit's wall time, epochs run and the renderer the decoder drew with;
+- the GenerativeInverter and the ReplayEncoder twice: through ``transform``
+  as set, and their encoder alone (``GenerativeInverter, encoder``) or refined
+  by the generator's search (``ReplayEncoder + search``), from the same fit;
 
 then the mean ± std over seeds, and the targets: ID reconstruction R² >= 0.97
 everywhere, std over seeds of every OOD score <= 0.03, each default fit
@@ -21,6 +24,9 @@ took 28 minutes on 2 cores; all five take longer);
 ``--params '{"decoder_params": {"renderer": "broadcast"}}'`` replaces defaults
 of the GenerativeInverter and the EncoderBaseline (here: the broadcast renderer
 instead of the default, which fits both the MLP and the broadcast renderer);
+``--generator-params '{"decoder_params": {"shared": true}}'`` replaces
+defaults of the GenerativeInverter only (and so of the ReplayEncoder's
+generator; here: one renderer shared by the slots, for objects of one kind);
 ``--n-jobs 6 --threads 2`` spreads datasets and seeds over processes on a
 bigger machine (fit times then include the contention of that machine; each
 fit shares its 2 threads out among its candidate fits, as on 2 cores).
@@ -133,11 +139,20 @@ def evaluate(estimator, data, n_slots, seed):
     return row
 
 
-def run(name, seed, threads, device="cpu", partial=None, params=None):
+def run(
+    name,
+    seed,
+    threads,
+    device="cpu",
+    partial=None,
+    params=None,
+    generator_params=None,
+):
     import torch
 
     torch.set_num_threads(threads)
     from compgen_sk import EncoderBaseline, GenerativeInverter, ReplayEncoder
+    from compgen_sk.compare import with_params
 
     *data, n_slots, slot_dim = load(name, seed)
     common = dict(
@@ -159,7 +174,10 @@ def run(name, seed, threads, device="cpu", partial=None, params=None):
         rows.append(row)
 
     for label, make in (
-        ("GenerativeInverter", lambda: GenerativeInverter(**common)),
+        (
+            "GenerativeInverter",
+            lambda: GenerativeInverter(**{**common, **(generator_params or {})}),
+        ),
         ("EncoderBaseline", lambda: EncoderBaseline(**common)),
     ):
         start = time.perf_counter()
@@ -171,9 +189,19 @@ def run(name, seed, threads, device="cpu", partial=None, params=None):
         rows[-1]["warnings"] = len(caught)
         if label == "GenerativeInverter":
             generator, generator_seconds = estimator, seconds
+            # Its encoder's guess alone, without search.
+            record(
+                "GenerativeInverter, encoder",
+                with_params(estimator, search_steps=0),
+                seconds,
+            )
     start = time.perf_counter()
     replay = ReplayEncoder(generator, random_state=seed, device=device).fit(data[0])
-    record("ReplayEncoder", replay, generator_seconds + time.perf_counter() - start)
+    replay_seconds = generator_seconds + time.perf_counter() - start
+    record("ReplayEncoder", replay, replay_seconds)
+    # Its guess refined by the generator's search (the GenerativeInverter's steps).
+    searched = with_params(replay, search_steps=generator.search_steps)
+    record("ReplayEncoder + search", searched, replay_seconds)
     if partial:  # one write per job, so that parallel jobs append whole lines
         with open(partial, "a") as file:
             file.write("".join(json.dumps(row) + "\n" for row in rows))
@@ -212,11 +240,26 @@ def main(argv=None):
         help="JSON of parameters that replace defaults of GenerativeInverter and "
         """EncoderBaseline, e.g. '{"decoder_params": {"renderer": "mlp"}}'""",
     )
+    parser.add_argument(
+        "--generator-params",
+        type=json.loads,
+        default=None,
+        help="JSON of parameters that replace defaults of the GenerativeInverter "
+        "only (and of the ReplayEncoder's generator)",
+    )
     args = parser.parse_args(argv)
     jobs = [(d, s) for d in args.datasets for s in args.seeds]
     start = time.perf_counter()
     per_job = Parallel(n_jobs=args.n_jobs)(
-        delayed(run)(d, s, args.threads, args.device, args.partial, args.params)
+        delayed(run)(
+            d,
+            s,
+            args.threads,
+            args.device,
+            args.partial,
+            args.params,
+            args.generator_params,
+        )
         for d, s in jobs
     )
     results = pd.DataFrame([row for rows in per_job for row in rows])
