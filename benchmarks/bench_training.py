@@ -20,7 +20,9 @@ everywhere, std over seeds of every OOD score <= 0.03, each default fit
 <= 3 min for <= 5,000 images of <= 32 px on 2 CPU cores.
 
 Run: ``python benchmarks/bench_training.py`` (``--datasets balls sprites-l16 digits``
-took 28 minutes on 2 cores; all five take longer);
+took 28 minutes on 2 cores before the encoder and replay-with-search rows were
+added, which cost about half a minute more per data set and seed; all five data
+sets take longer);
 ``--params '{"decoder_params": {"renderer": "broadcast"}}'`` replaces defaults
 of the GenerativeInverter and the EncoderBaseline (here: the broadcast renderer
 instead of the default, which fits both the MLP and the broadcast renderer);

@@ -7,6 +7,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .compare import with_params
+from .estimators.generative import recombination_for
 from .inversion import sample_recombinations
 
 _N_EXAMPLES = 8
@@ -140,7 +141,12 @@ def comparison_figures(results, comparison, out):
     )
     draws = torch.Generator().manual_seed(comparison.seed)
     replayed = generator.inverse_transform(
-        sample_recombinations(bank, 2 * _N_EXAMPLES, generator=draws).numpy()
+        sample_recombinations(
+            bank,
+            2 * _N_EXAMPLES,
+            recombination_for(generator.decoder_),  # as the ReplayEncoder draws
+            generator=draws,
+        ).numpy()
     )
     image_grid(
         [replayed[:_N_EXAMPLES], replayed[_N_EXAMPLES:]],

@@ -348,6 +348,13 @@ def test_replay_sampler_auto_pools_the_slots_of_a_shared_renderer(vectors):
         replays[True].generator, sampler="shuffle", replay_epochs=1
     ).fit(X)
     assert forced.sampler_ == "shuffle"
+    # The masked decoder shares its renderer unless told otherwise.
+    for params, sampler in (({}, "pool"), ({"shared": False}, "shuffle")):
+        masked = GenerativeInverter(
+            slot_dim=2, decoder="masked", decoder_params=params, **FAST
+        ).fit(X)
+        replay = ReplayEncoder(masked, replay_epochs=1, random_state=0).fit(X)
+        assert replay.sampler_ == sampler
 
 
 @pytest.mark.parametrize("decoder", ["additive", "masked", "transformer", "mlp"])

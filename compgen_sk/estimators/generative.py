@@ -12,6 +12,18 @@ from ._base import SlotEstimatorBase, _positive_int
 from ._nets import SlotAutoencoderNet
 
 
+def recombination_for(decoder):
+    """How to recombine a decoder's slots into new scenes (consistency, replay).
+
+    ``"pool"`` draws every slot from all slots when one renderer draws every
+    slot (``shared``: objects of one kind, whose slot order means nothing),
+    else ``"shuffle"`` keeps each slot at its position.
+    """
+    inner = getattr(decoder, "decoder", decoder)  # inside a RescaledDecoder
+    shared = getattr(getattr(inner, "slots", None), "shared", False)
+    return "pool" if shared else "shuffle"
+
+
 class GenerativeInverter(SlotEstimatorBase):
     """Slot autoencoder whose representation inverts the decoder by search.
 
@@ -59,7 +71,9 @@ class GenerativeInverter(SlotEstimatorBase):
     consistency_weight : float >= 0, default=0.0
         Weight of the compositional-consistency loss (Wiedemer et al. 2024):
         recombined slots are decoded, re-encoded and matched; only the encoder
-        gets its gradient.
+        gets its gradient. Slots keep their positions, or are drawn from all
+        slots when one renderer draws every slot (``shared``, the masked
+        decoder's default).
     consistency_warmup : int >= 0, default=10
         Epochs of plain autoencoding before the consistency loss starts.
     search_steps : int >= 0, default=100
@@ -305,15 +319,8 @@ default="adamw"
             interaction_weight=self.interaction_weight,
             consistency_weight=self.consistency_weight,
             consistency_warmup=self.consistency_warmup,
-            recombination=self._recombination(),
+            recombination=recombination_for(decoder),
         )
-
-    def _recombination(self):
-        """How to recombine slots into new scenes (consistency, replay):
-        ``"pool"`` draws every slot from all slots when one renderer draws
-        every slot (objects of one kind), else ``"shuffle"`` keeps each slot's
-        position."""
-        return "pool" if (self.decoder_params or {}).get("shared") else "shuffle"
 
     def _decoder_name(self):
         return self.decoder

@@ -16,7 +16,7 @@ from ..inversion import ReplayStream
 from ._base import SlotEstimatorBase, _positive_int
 from ._loaders import StreamLoader
 from ._nets import MatchedSlotLoss
-from .generative import GenerativeInverter
+from .generative import GenerativeInverter, recombination_for
 
 
 def _is_fitted(estimator):
@@ -33,8 +33,10 @@ class ReplayEncoder(SlotEstimatorBase):
     ``fit`` takes a generator (a :class:`GenerativeInverter`, fitted or not),
     infers the in-domain slots of X with its encoder, and trains a new encoder
     on pairs ``(f(z~), z~)`` where the slots of ``z~`` are drawn independently
-    from the per-slot marginals of the inferred slots — mostly combinations
-    never seen in X — and ``f`` is the frozen decoder (Eq. :eq:`eq-replay`).
+    from the per-slot marginals of the inferred slots (or from all inferred
+    slots, for a generator whose slots share one renderer: ``sampler``) —
+    mostly combinations never seen in X — and ``f`` is the frozen decoder
+    (Eq. :eq:`eq-replay`).
     Every epoch renders fresh pairs. Inference is one forward pass, optionally
     refined by search on the generator's decoder.
 
@@ -70,8 +72,8 @@ class ReplayEncoder(SlotEstimatorBase):
         all inferred slots, for a decoder shared across slots (the loss then
         matches slots before comparing). ``"auto"`` pools when the generator
         draws every slot with one shared renderer (``decoder_params={"shared":
-        True}``: objects of one kind, whose slot order means nothing), else
-        shuffles.
+        True}``, the masked decoder's default: objects of one kind, whose slot
+        order means nothing), else shuffles.
     warm_start_encoder : bool, default=False
         Start from a copy of the generator's encoder instead of a fresh one.
     encoder : {"auto", "cnn", "mlp"} or torch.nn.Module, default="auto"
@@ -281,7 +283,9 @@ default="adamw"
         renderings of recombined inferred slots (fresh in every epoch)."""
         self.generator_ = self._fitted_generator(X)
         self.sampler_ = (
-            self.generator_._recombination() if self.sampler == "auto" else self.sampler
+            recombination_for(self.generator_._decoder())
+            if self.sampler == "auto"
+            else self.sampler
         )
         bank = self.generator_._encode_array(X)
         device = self._device()
@@ -307,9 +311,11 @@ default="adamw"
             encoder = self._build_encoder(
                 self.input_shape_, source.n_slots, source.slot_dim
             )
+        # Files saved before "auto" existed hold only ``sampler``.
+        sampler = getattr(self, "sampler_", self.sampler)
         return self._make_net(
             encoder,
-            criterion=MatchedSlotLoss if self.sampler_ == "pool" else nn.MSELoss,
+            criterion=MatchedSlotLoss if sampler == "pool" else nn.MSELoss,
             max_epochs=self.replay_epochs,
             iterator_train=StreamLoader,
             train_split=None,
