@@ -282,15 +282,13 @@ default="adamw"
         """Fit or take the generator; the training data is a stream of its
         renderings of recombined inferred slots (fresh in every epoch)."""
         self.generator_ = self._fitted_generator(X)
+        source = self.generator_._decoder()
         self.sampler_ = (
-            recombination_for(self.generator_._decoder())
-            if self.sampler == "auto"
-            else self.sampler
+            recombination_for(source) if self.sampler == "auto" else self.sampler
         )
         bank = self.generator_._encode_array(X)
         device = self._device()
-        decoder = copy.deepcopy(self.generator_._decoder())
-        decoder = decoder.to(device).eval().requires_grad_(False)
+        decoder = copy.deepcopy(source).to(device).eval().requires_grad_(False)
         # The stream renders fresh pairs from torch's generators, which every
         # restart seeds anew.
         stream = ReplayStream(
