@@ -83,8 +83,9 @@ def slot_targets(y, n_slots, categories=None):
     """Numeric per-slot targets (n, K, m) from latents or a concept table.
 
     ``y`` is an array (n, K, m), an array (n, K * m) cut into ``n_slots`` equal
-    parts, or a DataFrame whose columns ``"<slot>_<concept>"`` are grouped by slot
-    (categorical concepts one-hot encoded, slots zero-padded to a common width).
+    parts, an array (n,) (one latent, for one slot), or a DataFrame whose
+    columns ``"<slot>_<concept>"`` are grouped by slot (categorical concepts
+    one-hot encoded, slots zero-padded to a common width).
 
     ``categories`` fixes the encoding of a concept table: a dict column ->
     categories (None for a continuous column), as returned at fit; y must then
@@ -140,6 +141,8 @@ def slot_targets(y, n_slots, categories=None):
                 "in; rescale y."
             )
         targets = targets.astype(np.float32)
+        if targets.ndim == 1:  # one latent per sample
+            targets = targets[:, None]
         if targets.ndim == 2:
             if targets.shape[1] % n_slots:
                 raise ValueError(
@@ -149,7 +152,8 @@ def slot_targets(y, n_slots, categories=None):
             targets = targets.reshape(len(targets), n_slots, -1)
         elif targets.ndim != 3:
             raise ValueError(
-                "y must be latents (n, K, m) or (n, K * m), or a concept table; got "
+                "y must be latents (n, K, m), (n, K * m) or (n,), or a concept "
+                "table; got "
                 f"an array of shape {targets.shape}."
             )
     if targets.shape[1] != n_slots:

@@ -45,6 +45,9 @@ from ._sklearn_compat import (
 )
 from ._torch import eval_mode
 
+# Largest magnitude the decoders can represent: they compute in float32.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 __all__ = [
     "compositional_contrast",
     "decoder_jacobian_norms",
@@ -104,7 +107,9 @@ def slot_identifiability_score(
     scored on the others: R² for continuous latents, accuracy for categorical
     ones, averaged over the latents of slot ``j``. Inferred slots are matched to
     true slots by the Hungarian algorithm on this score matrix, and the score is
-    the mean matched score (:ref:`background-metrics`).
+    the mean matched score over the true slots (:ref:`background-metrics`); a
+    true slot left without an inferred slot (fewer inferred than true slots)
+    scores 0.
 
     Objects of one kind (two sprites) have no fixed order: which slot holds
     which object may change from sample to sample. ``matching="per_sample"``
@@ -216,7 +221,9 @@ def slot_identifiability_score(
     )
     matching = match_slots(matrix)
     matched = [(i, j) for j, i in enumerate(matching) if i >= 0]
-    score = float(np.mean([matrix[i, j] for i, j in matched]))
+    # A true slot that no inferred slot holds (fewer inferred than true slots)
+    # scores 0: the mean runs over all true slots.
+    score = float(np.sum([matrix[i, j] for i, j in matched]) / len(matching))
     if not return_details:
         return score
     pairs = set(matched)
@@ -308,17 +315,27 @@ def reconstruction_r2_score(X, X_hat, *, sample_weight=None):
     return float(1.0 - sse / sst)
 
 
-def _slot_estimator(estimator, *, needs_decoder=False):
-    """The fitted slot estimator itself, or the first step of a Pipeline that
-    is one (recognised by its public fitted attributes ``n_slots_`` and
-    ``decoder_``)."""
+def _slot_estimator(estimator, X=None, *, needs_decoder=False):
+    """The fitted slot estimator (recognised by its public fitted attributes
+    ``n_slots_`` and ``decoder_``), itself or the first such step of a
+    Pipeline, and X as it reaches that estimator: through the Pipeline's
+    steps before it."""
     if isinstance(estimator, Pipeline):
-        steps = [s for _, s in estimator.steps if hasattr(s, "n_slots_")]
-        if not steps:
+        index = next(
+            (
+                i
+                for i, (_, step) in enumerate(estimator.steps)
+                if hasattr(step, "n_slots_") and hasattr(step, "decoder_")
+            ),
+            None,
+        )
+        if index is None:
             raise ValueError(
                 "The pipeline has no fitted compgen-sk slot estimator step."
             )
-        estimator = steps[0]
+        if X is not None and index > 0:
+            X = estimator[:index].transform(X)
+        estimator = estimator.steps[index][1]
     else:
         check_is_fitted(estimator)
         if not hasattr(estimator, "n_slots_") or not hasattr(estimator, "decoder_"):
@@ -330,7 +347,7 @@ def _slot_estimator(estimator, *, needs_decoder=False):
             f"This {type(estimator).__name__} has no decoder to reconstruct or "
             "differentiate (e.g. an EncoderBaseline with objective='supervised')."
         )
-    return estimator
+    return estimator, X
 
 
 @validate_params(
@@ -352,8 +369,9 @@ def reconstruction_r2(estimator, X, sample_weight=None):
 
     Parameters
     ----------
-    estimator : fitted slot estimator, or a Pipeline starting with one
-        The model whose reconstruction is scored.
+    estimator : fitted slot estimator, or a Pipeline holding one
+        The model whose reconstruction is scored. In a Pipeline, X passes
+        through the steps before the slot estimator, and its input is scored.
     X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
         Data to reconstruct.
     sample_weight : array-like of shape (n_samples,) or None, default=None
@@ -363,7 +381,7 @@ def reconstruction_r2(estimator, X, sample_weight=None):
     -------
     score : float
     """
-    estimator = _slot_estimator(estimator, needs_decoder=True)
+    estimator, X = _slot_estimator(estimator, X, needs_decoder=True)
     return float(estimator.score(X, sample_weight=sample_weight))
 
 
@@ -382,12 +400,17 @@ def check_slots(Z, n_slots, slot_dim, *, estimator=None):
             f"Z must have shape (n, {K * d}) or (n, {K}, {d}) for {K} slots of "
             f"dimension {d}; got {Z.shape}."
         )
+    if Z.size and float(np.abs(Z).max()) > _FLOAT32_MAX:
+        raise ValueError(
+            f"Z has values up to {float(np.abs(Z).max()):.3g}, beyond the float32 "
+            f"range (±{_FLOAT32_MAX:.3g}) that the decoders compute in."
+        )
     return Z.reshape(len(Z), K, d)
 
 
 def _slot_norms(estimator, X, Z, max_samples, random_state):
     """Per-sample, per-output, per-slot Jacobian norms ||d f_p / d z_k||."""
-    estimator = _slot_estimator(estimator, needs_decoder=True)
+    estimator, X = _slot_estimator(estimator, X, needs_decoder=True)
     if (X is None) == (Z is None):
         raise ValueError("Pass exactly one of X (inputs) or Z (slots).")
     if Z is None:
@@ -452,10 +475,11 @@ def jacobian_interaction_score(
 
     Parameters
     ----------
-    estimator : fitted slot estimator, or a Pipeline starting with one
+    estimator : fitted slot estimator, or a Pipeline holding one
         The model whose decoder (``decoder_``) is measured.
     X : array-like or None
-        Inputs, mapped to slots with ``transform``.
+        Inputs, mapped to slots with ``transform`` (in a Pipeline, through
+        the steps before the slot estimator first).
     Z : array-like of shape (n, K * d) or (n, K, d) or None
         Slots, used directly. Pass exactly one of X and Z.
     max_samples : int, default=64
@@ -587,7 +611,7 @@ class _IdentifiabilityScorer:
             raise ValueError(
                 "The identifiability scorer needs y (latents or concepts)."
             )
-        slot_estimator = _slot_estimator(estimator)
+        slot_estimator, X = _slot_estimator(estimator, X)
         slots = slot_estimator.transform(X)
         return slot_identifiability_score(
             y, slots, n_slots=slot_estimator.n_slots_, **self.options

@@ -241,6 +241,11 @@ def test_supervised_baseline_requires_y_and_reads_latents(vectors):
     assert est.score(X, latents) > 0.8
     assert est.score(X, latents) == pytest.approx(est.score(X, flat))
     assert not hasattr(est, "inverse_transform")
+    # One slot with one latent: y may be 1-D, an array or a Series.
+    one = EncoderBaseline(objective="supervised", n_slots=1, **FAST)
+    one.fit(X, pd.Series(latents[:, 0, 0]))
+    assert one.target_mean_.shape == (1, 1)
+    assert np.isfinite(one.score(X, latents[:, 0, 0]))
 
 
 def test_supervised_baseline_accepts_a_concept_table():
@@ -327,6 +332,25 @@ def test_replay_generator_params_are_nested_and_generator_kept(vectors):
         torch.testing.assert_close(value, state[key])
     with pytest.raises(ValueError, match="fitted generator expects"):
         ReplayEncoder(fitted, replay_epochs=1).fit(X[:, :8])
+
+
+def test_replay_keeps_a_frozen_generator_through_clone_and_cv(vectors):
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.model_selection import cross_validate
+
+    X, _ = vectors
+    fitted = GenerativeInverter(slot_dim=2, **FAST).fit(X)
+    replay = ReplayEncoder(FrozenEstimator(fitted), replay_epochs=1, random_state=0)
+    folds = cross_validate(replay, X, cv=KFold(2), return_estimator=True)
+    assert all(est.generator_ is fitted for est in folds["estimator"])
+    direct = ReplayEncoder(fitted, replay_epochs=1, random_state=0).fit(X)
+    np.testing.assert_array_equal(
+        clone(replay).fit(X).transform(X), direct.transform(X)
+    )
+    with pytest.raises(NotFittedError, match="inside the FrozenEstimator"):
+        ReplayEncoder(FrozenEstimator(GenerativeInverter(**FAST))).fit(X)
+    with pytest.raises(ValueError, match="must wrap a GenerativeInverter"):
+        ReplayEncoder(FrozenEstimator(EncoderBaseline(**FAST).fit(X))).fit(X)
 
 
 def test_replay_sampler_auto_pools_the_slots_of_a_shared_renderer(vectors):

@@ -129,6 +129,16 @@ def test_more_inferred_slots_than_true_slots(latents):
     assert not details[details["inferred_slot"] == 0]["matched"].any()
 
 
+def test_a_true_slot_without_an_inferred_slot_scores_zero(latents):
+    one = latents[:, 1] + 0.01 * np.random.default_rng(3).normal(size=(600, 2))
+    score, details = slot_identifiability_score(
+        latents, one, n_slots=1, readout="linear", random_state=0, return_details=True
+    )
+    matched = details[details["matched"]]  # one row per latent of true slot 1
+    assert set(matched["true_slot"]) == {1} and (matched["score"] > 0.99).all()
+    assert score == pytest.approx(matched["score"].mean() / 2)
+
+
 def test_fit_mask_fits_on_id_and_scores_on_ood():
     bunch = make_additive(
         600, n_slots=2, slot_dim=2, split="all", support="l_shape", random_state=0
@@ -302,6 +312,29 @@ def test_reconstruction_r2_is_estimator_score_and_weighted(fitted):
     assert reconstruction_r2(est, X, sample_weight=weights) == pytest.approx(
         reconstruction_r2(est, X[:100]), rel=1e-5
     )
+
+
+def test_metrics_of_a_pipeline_pass_X_through_the_steps_before_it(fitted):
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    from compgen_sk import SlotProbe
+
+    est, X = fitted
+    scale = FunctionTransformer(lambda a: a / 10)
+    pipe = Pipeline([("scale", scale), ("inv", est), ("probe", "passthrough")])
+    latents = np.random.default_rng(0).normal(size=(len(X), 2, 2))
+    X10 = X * 10
+    assert reconstruction_r2(pipe, X10) == pytest.approx(est.score(X))
+    assert jacobian_interaction_score(pipe, X10[:20]) == pytest.approx(
+        jacobian_interaction_score(est, X[:20])
+    )
+    scorer = make_slot_scorer("identifiability", readout="linear")
+    assert scorer(pipe, X10, latents) == pytest.approx(scorer(est, X, latents))
+    probe_only = Pipeline([("sc", StandardScaler()), ("probe", SlotProbe())])
+    probe_only.fit(X, latents)
+    with pytest.raises(ValueError, match="no fitted compgen-sk slot estimator"):
+        reconstruction_r2(probe_only, X)
 
 
 # ----------------------------------------------------------------- scorers

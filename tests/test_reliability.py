@@ -208,6 +208,18 @@ X_CASES = [
         "NaN",
     ),
     case(
+        "Z-beyond-float32",
+        lambda: inverter().inverse_transform(np.full((3, 4), 1e39)),
+        ValueError,
+        "beyond the float32 range",
+    ),
+    case(
+        "Z-decoder-overflows",
+        lambda: inverter().inverse_transform(np.full((3, 4), 3e38)),
+        ValueError,
+        "rendered non-finite values for 3 of 3",
+    ),
+    case(
         "render-slots-mlp-decoder",
         lambda: quiet(fit_vectors(decoder="mlp")).render_slots(np.zeros((2, 4))),
         ValueError,

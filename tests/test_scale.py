@@ -63,6 +63,8 @@ def test_uint8_vectors_are_numbers():
     a = _fit(GenerativeInverter(**SMALL, search_steps=0), X)
     b = _fit(GenerativeInverter(**SMALL, search_steps=0), X.astype(np.float32))
     np.testing.assert_array_equal(a.transform(X), b.transform(X))
+    # score takes X as fit did: numbers, not pixels scaled by 1/255
+    assert a.score(X) == b.score(X.astype(np.float32))
 
 
 def test_memmap_fits_like_memory_without_copying_it(tmp_path, pixels):

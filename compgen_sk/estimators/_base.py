@@ -1087,7 +1087,17 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         X : ndarray of shape ``(n_samples, *input_shape_)``, float32
         """
         check_is_fitted(self)
-        return self._decode_array(self._decoder(), self._validate_slots(Z))
+        Z = self._validate_slots(Z)
+        X = self._decode_array(self._decoder(), Z)
+        if not np.isfinite(X).all():
+            raise ValueError(
+                f"{type(self).__name__} rendered non-finite values for "
+                f"{int((~np.isfinite(X.reshape(len(X), -1))).any(axis=1).sum())} "
+                f"of {len(X)} slot rows: its decoder overflows on this Z, whose "
+                f"values reach {float(np.abs(Z).max()):.3g}. Pass slots on the "
+                "scale of those that transform infers."
+            )
+        return X
 
     def score(self, X, y=None, sample_weight=None):
         """Reconstruction R² of X through ``transform`` and the decoder.

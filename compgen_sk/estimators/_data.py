@@ -4,7 +4,8 @@ The estimators never copy X whole: training, scaling and inference read rows
 from X as it is — an array, a disk-backed ``np.memmap``, an h5py or zarr
 array — and convert only
 those rows to float32. Images stored as ``uint8`` are taken as 0–255 pixel
-values and scaled to [0, 1] on the fly, as torchvision's ``ToTensor`` does.
+values and scaled to [0, 1] on the fly, as torchvision's ``ToTensor`` does;
+``uint8`` vectors are taken as the numbers they are.
 """
 
 from __future__ import annotations
@@ -50,11 +51,13 @@ def read_rows(X, rows):
 
 
 def as_float_array(rows):
-    """Rows of X as a float array: uint8 scaled to [0, 1], floats kept as
-    they are (float32 or float64)."""
+    """Rows of X as a float array: uint8 images (n, C, H, W) scaled to
+    [0, 1], uint8 vectors taken as the numbers they are, floats kept as they
+    are (float32 or float64)."""
     rows = np.asarray(rows)
     if rows.dtype == np.uint8:
-        return rows.astype(np.float32) * _PIXEL_SCALE
+        scale = _PIXEL_SCALE if rows.ndim == 4 else np.float32(1.0)
+        return rows.astype(np.float32) * scale
     return rows
 
 

@@ -8,6 +8,7 @@ from numbers import Integral
 import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
@@ -44,10 +45,15 @@ class ReplayEncoder(SlotEstimatorBase):
 
     Parameters
     ----------
-    generator : GenerativeInverter or None, default=None
+    generator : GenerativeInverter, FrozenEstimator or None, default=None
         A fitted generator is used as is (never refitted); an unfitted one is
         cloned and fitted on X; None fits ``GenerativeInverter(n_jobs=n_jobs,
-        device=device, random_state=random_state)`` at its defaults. To tune
+        device=device, random_state=random_state)`` at its defaults.
+        :func:`~sklearn.base.clone`, and so cross-validation, unfits a fitted
+        generator, which every clone then fits again; to keep one fitted
+        generator through them, wrap it:
+        ``ReplayEncoder(FrozenEstimator(generator))``
+        (:class:`~sklearn.frozen.FrozenEstimator`). To tune
         the generator, pass an unfitted :class:`GenerativeInverter`: its
         parameters are then nested ones (``generator__max_epochs`` and the
         like) for ``set_params`` and
@@ -181,7 +187,7 @@ default="adamw"
         **SlotEstimatorBase._parameter_constraints,
         **SlotEstimatorBase._search_constraints,
         **SlotEstimatorBase._fit_control_constraints,
-        "generator": [GenerativeInverter, None],
+        "generator": [GenerativeInverter, FrozenEstimator, None],
         "n_replay": [Interval(Integral, 1, None, closed="left"), None],
         "replay_epochs": _positive_int(),
         "sampler": [StrOptions({"auto", "shuffle", "pool"})],
@@ -242,8 +248,22 @@ default="adamw"
         self.verbose = verbose
 
     def _fitted_generator(self, X):
-        if self.generator is not None and _is_fitted(self.generator):
+        if isinstance(self.generator, FrozenEstimator):
+            generator = self.generator.estimator
+            if not isinstance(generator, GenerativeInverter):
+                raise ValueError(
+                    "A FrozenEstimator generator must wrap a GenerativeInverter; "
+                    f"got {type(generator).__name__}."
+                )
+            if not _is_fitted(generator):
+                raise NotFittedError(
+                    "The GenerativeInverter inside the FrozenEstimator generator "
+                    "is not fitted; fit it first, or pass it unwrapped to have "
+                    "it fitted on X."
+                )
+        else:
             generator = self.generator
+        if generator is not None and _is_fitted(generator):
             if generator.input_shape_ != X.shape[1:]:
                 raise ValueError(
                     f"The fitted generator expects samples of shape "
