@@ -31,6 +31,8 @@ defaults of the GenerativeInverter only (and so of the ReplayEncoder's
 generator; here: one renderer shared by the slots, for objects of one kind);
 ``--datasets twin-balls`` (not run by default) draws two balls of one colour
 anywhere in the image, scored with slots matched per image;
+``--datasets three-balls`` (not run by default) draws three balls of three
+colours anywhere on black, where they may overlap;
 ``--n-jobs 6 --threads 2`` spreads datasets and seeds over processes on a
 bigger machine (fit times then include the contention of that machine; each
 fit shares its 2 threads out among its candidate fits, as on 2 cores).
@@ -50,44 +52,55 @@ from joblib import Parallel, delayed
 
 DATASETS = ("digits", "sprites-l16", "sprites-d32", "additive", "balls")
 # Not among the defaults: objects of one kind, to be run with a shared renderer.
-EXTRA_DATASETS = ("twin-balls",)
+EXTRA_DATASETS = ("twin-balls", "three-balls")
+BALLS = {"balls": "halves", "twin-balls": "twin", "three-balls": "three"}
 N_TRAIN, N_TEST, N_OOD = 3000, 500, 1000
 # Training images also transformed to fit the readouts and score ID reconstruction.
 N_EVAL = 1000
 
 
-def make_balls(n, *, ood, random_state, size=16, twin=False):
-    """Two soft balls on white, one per half of the image; latents (x, y) each.
+def make_balls(n, *, ood, random_state, size=16, kind="halves"):
+    """Soft balls on white; latents (x, y) per ball.
 
-    In-domain is L-shaped: the square where both balls sit in the right part of
-    their half is held out, and is the OOD set. Unlike the other data sets the
-    background is white, the objects are blurred and every latent is continuous.
+    ``kind="halves"``: two balls of two colours, one per half of the image.
+    In-domain is L-shaped: the square where both balls sit in the right part
+    of their half is held out, and is the OOD set. Unlike the other data sets
+    the background is white, the objects are blurred and every latent is
+    continuous.
 
-    ``twin=True``: two balls of one colour, each anywhere in the image
-    (objects of one kind); the scenes with both balls in the right half are
+    ``kind="twin"``: two balls of one colour (objects of one kind), each
+    anywhere in the image; the scenes with both balls in the right half are
     held out.
+
+    ``kind="three"``: three balls of three colours, each anywhere in the image
+    (they may overlap; the later colour is drawn on top); the scenes with the
+    first two balls in the right half are held out.
     """
+    n_balls = 3 if kind == "three" else 2
     rng = np.random.default_rng(random_state)
-    z = rng.uniform(0, 1, size=(8 * n, 2, 2))
+    z = rng.uniform(0, 1, size=(8 * n, n_balls, 2))
     held_out = (z[:, 0, 0] > 0.5) & (z[:, 1, 0] > 0.5)
     z = z[held_out == ood][:n]
     grid_y, grid_x = np.mgrid[0:size, 0:size] / (size - 1)
-    colors = np.array([[0.9, 0.15, 0.1], [0.1, 0.3, 0.9]])
-    if twin:
-        colors = np.array([[0.2, 0.6, 0.3], [0.2, 0.6, 0.3]])
-    images = np.ones((len(z), 3, size, size))
-    for k in range(2):
-        if twin:
-            cx, cy, sigma = 0.1 + 0.8 * z[:, k, 0], 0.1 + 0.8 * z[:, k, 1], 0.08
+    colors = {
+        "halves": [[0.9, 0.15, 0.1], [0.1, 0.3, 0.9]],
+        "twin": [[0.2, 0.6, 0.3], [0.2, 0.6, 0.3]],
+        "three": [[0.9, 0.15, 0.1], [0.1, 0.3, 0.9], [0.95, 0.8, 0.1]],
+    }[kind]
+    background = 0.0 if kind == "three" else 1.0
+    images = np.full((len(z), 3, size, size), background)
+    for k in range(n_balls):
+        if kind == "halves":
+            cx, cy = 0.1 + 0.3 * z[:, k, 0] + 0.5 * k, 0.15 + 0.7 * z[:, k, 1]
+            sigma = 0.09
         else:
-            cx, cy, sigma = (
-                0.1 + 0.3 * z[:, k, 0] + 0.5 * k,
-                0.15 + 0.7 * z[:, k, 1],
-                0.09,
-            )
+            low, span = (0.1, 0.8) if kind == "twin" else (0.12, 0.76)
+            cx, cy, sigma = low + span * z[:, k, 0], low + span * z[:, k, 1], 0.08
         d2 = (grid_x - cx[:, None, None]) ** 2 + (grid_y - cy[:, None, None]) ** 2
         alpha = np.exp(-d2 / (2 * sigma**2))[:, None]
-        images = images * (1 - alpha) + alpha * colors[k][None, :, None, None]
+        images = (
+            images * (1 - alpha) + alpha * np.asarray(colors[k])[None, :, None, None]
+        )
     return images.astype(np.float32), z
 
 
@@ -114,15 +127,25 @@ def load(name, seed):
         return (*parts(make_sprites, **kw), 2, 5)
     if name == "additive":
         return (*parts(make_additive), 3, 2)
-    if name in ("balls", "twin-balls"):
-        twin = name == "twin-balls"
+    if name in BALLS:
+        kind = BALLS[name]
         X, z = make_balls(
-            N_TRAIN + N_TEST, ood=False, random_state=1000 * seed, twin=twin
+            N_TRAIN + N_TEST, ood=False, random_state=1000 * seed, kind=kind
         )
         X_ood, z_ood = make_balls(
-            N_OOD, ood=True, random_state=1000 * seed + 1, twin=twin
+            N_OOD, ood=True, random_state=1000 * seed + 1, kind=kind
         )
-        return X[:N_TRAIN], X[N_TRAIN:], X_ood, z[:N_TRAIN], z[N_TRAIN:], z_ood, 2, 2
+        n_slots = z.shape[1]
+        return (
+            X[:N_TRAIN],
+            X[N_TRAIN:],
+            X_ood,
+            z[:N_TRAIN],
+            z[N_TRAIN:],
+            z_ood,
+            n_slots,
+            2,
+        )
     raise ValueError(name)
 
 
