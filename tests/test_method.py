@@ -16,7 +16,13 @@ from compgen_sk.inversion import (
     search_latents,
     search_starts,
 )
-from compgen_sk.modules import TransformerDecoder, interaction_penalty, make_decoder
+from compgen_sk.modules import (
+    AdditiveDecoder,
+    TransformerDecoder,
+    interaction_penalty,
+    make_decoder,
+    overlap_penalty,
+)
 
 SMALL = dict(
     n_slots=2,
@@ -231,6 +237,58 @@ def test_interaction_weight_lowers_the_penalty_under_training(split_data):
         )
         if weight:
             assert final[weight] < first
+    assert final[1.0] < 0.5 * final[0.0]
+
+
+def test_overlap_penalty_is_zero_for_disjoint_renderings_and_half_for_equal_ones():
+    disjoint = torch.zeros(3, 2, 1, 4, 4)
+    disjoint[:, 0, :, :2] = torch.randn(3, 1, 2, 4)
+    disjoint[:, 1, :, 2:] = torch.randn(3, 1, 2, 4)
+    torch.testing.assert_close(overlap_penalty(disjoint), torch.zeros(3))
+    same = torch.randn(3, 1, 6).expand(3, 2, 6)
+    # sum |r|^2 over pairs / sum over both slots = 1 / 2 for K = 2
+    torch.testing.assert_close(overlap_penalty(same), torch.full((3,), 0.5))
+    three = torch.randn(2, 1, 6).expand(2, 3, 6)  # at most (K - 1) / 2
+    torch.testing.assert_close(overlap_penalty(three), torch.full((2,), 1.0))
+    # no slot drawing anything is no overlap, not NaN
+    torch.testing.assert_close(overlap_penalty(torch.zeros(2, 2, 5)), torch.zeros(2))
+
+
+def test_additive_penalty_matches_its_renderings():
+    torch.manual_seed(0)
+    decoder = AdditiveDecoder(3, 2, (3, 6, 6), renderer="broadcast")
+    z = torch.randn(4, 3, 2)
+    out, penalty = decoder.forward_with_penalty(z)
+    torch.testing.assert_close(out, decoder(z))
+    torch.testing.assert_close(penalty, overlap_penalty(decoder.render_slots(z)))
+
+
+def test_additive_overlap_weight_zero_trains_as_without_it(split_data, monkeypatch):
+    X_id, _ = split_data
+    params = dict(max_epochs=3, search_steps=0, random_state=0, n_jobs=1, **SMALL)
+    with_term = GenerativeInverter(**params).fit(X_id)
+    assert "train_interaction" in with_term.net_.history[-1, "batches"][0]
+    monkeypatch.delattr(AdditiveDecoder, "forward_with_penalty")
+    without = GenerativeInverter(**params).fit(X_id)
+    assert "train_interaction" not in without.net_.history[-1, "batches"][0]
+    np.testing.assert_array_equal(with_term.transform(X_id), without.transform(X_id))
+
+
+def test_interaction_weight_lowers_the_overlap_of_additive_renderings(split_data):
+    X_id, _ = split_data
+    final = {}
+    for weight in (0.0, 1.0):
+        est = GenerativeInverter(
+            interaction_weight=weight,
+            max_epochs=6,
+            search_steps=0,
+            random_state=0,
+            n_jobs=1,
+            **SMALL,
+        ).fit(X_id)
+        final[weight] = np.mean(
+            [b["train_interaction"] for b in est.net_.history[-1, "batches"]]
+        )
     assert final[1.0] < 0.5 * final[0.0]
 
 

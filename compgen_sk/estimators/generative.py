@@ -66,8 +66,12 @@ class GenerativeInverter(SlotEstimatorBase):
     beta : float >= 0, default=1.0
         Weight of the KL term when ``vae=True``.
     interaction_weight : float >= 0, default=0.0
-        Weight of the transformer decoder's interaction penalty
-        (:ref:`background-decoder-classes`).
+        Weight of the decoder's penalty on output elements that depend on
+        several slots: the transformer decoder's interaction penalty
+        (:ref:`background-decoder-classes`), or the additive decoder's overlap
+        of the slots' renderings (:func:`~compgen_sk.modules.overlap_penalty`;
+        :ref:`decoder-overlap`). The masked and mlp decoders have none. Either
+        is recorded in ``net_.history`` (``train_interaction``) at any weight.
     consistency_weight : float >= 0, default=0.0
         Weight of the compositional-consistency loss (Wiedemer et al. 2024):
         recombined slots are decoded, re-encoded and matched; only the encoder

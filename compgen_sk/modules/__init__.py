@@ -18,6 +18,7 @@ from .decoders import (
     TransformerDecoder,
     interaction_penalty,
     make_decoder,
+    overlap_penalty,
 )
 from .encoders import (
     ConvBackbone,
@@ -52,4 +53,5 @@ __all__ = [
     "interaction_penalty",
     "make_backbone",
     "make_decoder",
+    "overlap_penalty",
 ]

@@ -275,6 +275,11 @@ class AdditiveDecoder(nn.Module):
     def forward(self, z):
         return self.slots(z).sum(dim=1)
 
+    def forward_with_penalty(self, z):
+        """Output and :func:`overlap_penalty` of the slots' renderings."""
+        renderings = self.slots(z)
+        return renderings.sum(dim=1), overlap_penalty(renderings)
+
 
 class MaskedDecoder(nn.Module):
     """Per-slot renderings composited by softmax masks over slots (occlusion).
@@ -388,6 +393,32 @@ def interaction_penalty(weights):
     """
     pairwise = 0.5 * (1.0 - weights.pow(2).sum(dim=-1))
     return pairwise.sum(dim=1).mean(dim=-1)
+
+
+def overlap_penalty(renderings):
+    """How much the slots of an additive decoder draw the same output elements.
+
+    Per sample, ``sum_p sum_{i<j} |r_ip| |r_jp| / sum_p sum_k r_kp^2`` over the
+    output elements p of the slots' renderings r_k (deviations from the data
+    mean, in standardized units): 0 exactly when every element is drawn by one
+    slot at most, at most (K - 1) / 2. It is the rendering counterpart of
+    compositional contrast (Brady et al. 2023), without Jacobians.
+
+    Parameters
+    ----------
+    renderings : Tensor of shape (n, K, ...)
+        Each slot's additive contribution.
+
+    Returns
+    -------
+    penalty : Tensor of shape (n,)
+        Overlap of each sample's renderings.
+    """
+    magnitude = renderings.flatten(2).abs()
+    total = magnitude.sum(dim=1)
+    squares = magnitude.pow(2).sum(dim=1)
+    pairwise = 0.5 * (total.pow(2) - squares)  # sum_{i<j} |r_i| |r_j| per element
+    return pairwise.sum(dim=1) / (squares.sum(dim=1) + 1e-6)
 
 
 class TransformerDecoder(nn.Module):
