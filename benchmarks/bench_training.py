@@ -51,7 +51,8 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 DATASETS = ("digits", "sprites-l16", "sprites-d32", "additive", "balls")
-# Not among the defaults: objects of one kind, to be run with a shared renderer.
+# Not among the defaults: objects of one kind (twin balls, to be run with a shared
+# renderer) and three balls that may overlap.
 EXTRA_DATASETS = ("twin-balls", "three-balls")
 BALLS = {"balls": "halves", "twin-balls": "twin", "three-balls": "three"}
 N_TRAIN, N_TEST, N_OOD = 3000, 500, 1000

@@ -142,6 +142,12 @@ def slot_targets(y, n_slots, categories=None):
             )
         targets = targets.astype(np.float32)
         if targets.ndim == 1:  # one latent per sample
+            if n_slots != 1:
+                raise ValueError(
+                    f"y is 1-D (one latent per sample), which fits n_slots=1 "
+                    f"only; got n_slots={n_slots}. Pass y as (n, n_slots, m) "
+                    "latents or a concept table."
+                )
             targets = targets[:, None]
         if targets.ndim == 2:
             if targets.shape[1] % n_slots:

@@ -19,6 +19,7 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
@@ -167,7 +168,8 @@ def slot_identifiability_score(
     Returns
     -------
     score : float
-        Mean matched score; 1 is perfect identification.
+        Mean matched score over the true slots (a true slot without an
+        inferred slot counts 0); 1 is perfect identification.
     details : DataFrame
         Only with ``return_details=True``.
 
@@ -319,7 +321,10 @@ def _slot_estimator(estimator, X=None, *, needs_decoder=False):
     """The fitted slot estimator (recognised by its public fitted attributes
     ``n_slots_`` and ``decoder_``), itself or the first such step of a
     Pipeline, and X as it reaches that estimator: through the Pipeline's
-    steps before it."""
+    steps before it. :class:`~sklearn.frozen.FrozenEstimator` wrappers are
+    looked through."""
+    while isinstance(estimator, FrozenEstimator):
+        estimator = estimator.estimator
     if isinstance(estimator, Pipeline):
         index = next(
             (
@@ -336,6 +341,8 @@ def _slot_estimator(estimator, X=None, *, needs_decoder=False):
         if X is not None and index > 0:
             X = estimator[:index].transform(X)
         estimator = estimator.steps[index][1]
+        while isinstance(estimator, FrozenEstimator):
+            estimator = estimator.estimator
     else:
         check_is_fitted(estimator)
         if not hasattr(estimator, "n_slots_") or not hasattr(estimator, "decoder_"):

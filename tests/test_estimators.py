@@ -246,6 +246,8 @@ def test_supervised_baseline_requires_y_and_reads_latents(vectors):
     one.fit(X, pd.Series(latents[:, 0, 0]))
     assert one.target_mean_.shape == (1, 1)
     assert np.isfinite(one.score(X, latents[:, 0, 0]))
+    with pytest.raises(ValueError, match="y is 1-D"):
+        EncoderBaseline(objective="supervised", **FAST).fit(X, latents[:, 0, 0])
 
 
 def test_supervised_baseline_accepts_a_concept_table():
@@ -351,6 +353,21 @@ def test_replay_keeps_a_frozen_generator_through_clone_and_cv(vectors):
         ReplayEncoder(FrozenEstimator(GenerativeInverter(**FAST))).fit(X)
     with pytest.raises(ValueError, match="must wrap a GenerativeInverter"):
         ReplayEncoder(FrozenEstimator(EncoderBaseline(**FAST).fit(X))).fit(X)
+
+
+def test_a_frozen_generator_is_saved_and_loaded_frozen(vectors, tmp_path):
+    from sklearn.frozen import FrozenEstimator
+
+    from compgen_sk import load, save
+
+    X, _ = vectors
+    fitted = GenerativeInverter(slot_dim=2, **FAST).fit(X)
+    replay = ReplayEncoder(FrozenEstimator(fitted), replay_epochs=1, random_state=0)
+    save(replay.fit(X), tmp_path / "replay.zip")
+    loaded = load(tmp_path / "replay.zip")
+    assert isinstance(loaded.generator, FrozenEstimator)
+    assert loaded.generator.estimator is loaded.generator_
+    np.testing.assert_array_equal(loaded.transform(X), replay.transform(X))
 
 
 def test_replay_sampler_auto_pools_the_slots_of_a_shared_renderer(vectors):

@@ -254,29 +254,42 @@ def test_overlap_penalty_is_zero_for_disjoint_renderings_and_half_for_equal_ones
     torch.testing.assert_close(overlap_penalty(torch.zeros(2, 2, 5)), torch.zeros(2))
 
 
-def test_additive_penalty_matches_its_renderings():
+def test_additive_penalty_is_computed_only_where_asked():
     torch.manual_seed(0)
-    decoder = AdditiveDecoder(3, 2, (3, 6, 6), renderer="broadcast")
+    decoder = AdditiveDecoder(3, 2, (3, 6, 6), renderer="broadcast", overlap=True)
     z = torch.randn(4, 3, 2)
     out, penalty = decoder.forward_with_penalty(z)
     torch.testing.assert_close(out, decoder(z))
     torch.testing.assert_close(penalty, overlap_penalty(decoder.render_slots(z)))
+    assert penalty.shape == (4,) and (penalty >= 0).all()
+    decoder.overlap = False
+    out, penalty = decoder.forward_with_penalty(z)
+    assert penalty is None
+    torch.testing.assert_close(out, decoder(z))
+    # half precision sums over the pixels in float32, so they do not overflow
+    big = torch.full((2, 2, 3 * 64 * 64), 60.0, dtype=torch.float16)
+    assert torch.isfinite(overlap_penalty(big)).all()
 
 
-def test_additive_overlap_weight_zero_trains_as_without_it(split_data, monkeypatch):
+def test_overlap_is_weighed_by_interaction_weight_and_absent_at_zero(split_data):
     X_id, _ = split_data
-    params = dict(max_epochs=3, search_steps=0, random_state=0, n_jobs=1, **SMALL)
-    with_term = GenerativeInverter(**params).fit(X_id)
-    assert "train_interaction" in with_term.net_.history[-1, "batches"][0]
-    monkeypatch.delattr(AdditiveDecoder, "forward_with_penalty")
-    without = GenerativeInverter(**params).fit(X_id)
-    assert "train_interaction" not in without.net_.history[-1, "batches"][0]
-    np.testing.assert_array_equal(with_term.transform(X_id), without.transform(X_id))
+    params = dict(max_epochs=2, search_steps=0, random_state=0, n_jobs=1, **SMALL)
+    plain = GenerativeInverter(**params).fit(X_id)
+    assert "train_interaction" not in plain.net_.history[-1, "batches"][0]
+    assert not plain.decoder_.decoder.overlap
+    weighed = GenerativeInverter(interaction_weight=0.5, **params).fit(X_id)
+    assert "train_interaction" in weighed.net_.history[-1, "batches"][0]
+    assert not np.array_equal(plain.transform(X_id), weighed.transform(X_id))
+    for decoder in ("masked", "mlp"):
+        with pytest.warns(UserWarning, match="has no effect with decoder"):
+            GenerativeInverter(
+                decoder=decoder, interaction_weight=0.5, **{**params, "max_epochs": 1}
+            ).fit(X_id)
 
 
 def test_interaction_weight_lowers_the_overlap_of_additive_renderings(split_data):
     X_id, _ = split_data
-    final = {}
+    overlap = {}
     for weight in (0.0, 1.0):
         est = GenerativeInverter(
             interaction_weight=weight,
@@ -286,10 +299,11 @@ def test_interaction_weight_lowers_the_overlap_of_additive_renderings(split_data
             n_jobs=1,
             **SMALL,
         ).fit(X_id)
-        final[weight] = np.mean(
-            [b["train_interaction"] for b in est.net_.history[-1, "batches"]]
-        )
-    assert final[1.0] < 0.5 * final[0.0]
+        z = torch.as_tensor(est.transform(X_id)).view(len(X_id), 2, -1)
+        with torch.no_grad():
+            renderings = est.decoder_.decoder.render_slots(z)  # standardized
+        overlap[weight] = float(overlap_penalty(renderings).mean())
+    assert overlap[1.0] < 0.5 * overlap[0.0]
 
 
 def test_consistency_loss_starts_after_warmup_and_trains_only_the_encoder(split_data):

@@ -331,6 +331,11 @@ def test_metrics_of_a_pipeline_pass_X_through_the_steps_before_it(fitted):
     )
     scorer = make_slot_scorer("identifiability", readout="linear")
     assert scorer(pipe, X10, latents) == pytest.approx(scorer(est, X, latents))
+    from sklearn.frozen import FrozenEstimator
+
+    frozen = Pipeline([("scale", scale), ("inv", FrozenEstimator(est))])
+    assert reconstruction_r2(frozen, X10) == pytest.approx(est.score(X))
+    assert reconstruction_r2(FrozenEstimator(pipe), X10) == pytest.approx(est.score(X))
     probe_only = Pipeline([("sc", StandardScaler()), ("probe", SlotProbe())])
     probe_only.fit(X, latents)
     with pytest.raises(ValueError, match="no fitted compgen-sk slot estimator"):

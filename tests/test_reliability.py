@@ -220,6 +220,12 @@ X_CASES = [
         "rendered non-finite values for 3 of 3",
     ),
     case(
+        "render-slots-overflow",
+        lambda: inverter().render_slots(np.full((3, 4), 3e38)),
+        ValueError,
+        "rendered non-finite values for 3 of 3",
+    ),
+    case(
         "render-slots-mlp-decoder",
         lambda: quiet(fit_vectors(decoder="mlp")).render_slots(np.zeros((2, 4))),
         ValueError,

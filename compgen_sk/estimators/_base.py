@@ -551,11 +551,11 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         )
         return SlotEncoder(backbone, n_features, n_slots, slot_dim, vae=vae)
 
-    def _build_decoder(self, name, output_shape):
-        """The decoder ``name`` with ``decoder_params``, rendering standardized
-        values that :class:`~compgen_sk.modules.RescaledDecoder` maps back to
-        data units."""
-        params = dict(self.decoder_params or {})
+    def _build_decoder(self, name, output_shape, **module_params):
+        """The decoder ``name`` with ``decoder_params`` (and ``module_params``
+        that the estimator sets), rendering standardized values that
+        :class:`~compgen_sk.modules.RescaledDecoder` maps back to data units."""
+        params = {**(self.decoder_params or {}), **module_params}
         if name in RENDERER_DECODERS and getattr(self, "renderer_", None):
             params["renderer"] = self.renderer_  # "auto" resolved
         try:
@@ -1088,7 +1088,10 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         Z = self._validate_slots(Z)
-        X = self._decode_array(self._decoder(), Z)
+        return self._check_rendering(self._decode_array(self._decoder(), Z), Z)
+
+    def _check_rendering(self, X, Z):
+        """X rendered from the slots Z, checked to be finite."""
         if not np.isfinite(X).all():
             raise ValueError(
                 f"{type(self).__name__} rendered non-finite values for "

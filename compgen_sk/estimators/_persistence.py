@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.frozen import FrozenEstimator
 from skorch.history import History
 from torch import nn
 
@@ -259,6 +260,11 @@ def _encode_param(estimator, key, value, notes):
     if key == "generator" and value is not None:
         if value is estimator.generator_:
             return {"__fitted_generator__": True}
+        if (
+            isinstance(value, FrozenEstimator)
+            and value.estimator is estimator.generator_
+        ):
+            return {"__fitted_generator__": True, "frozen": True}
         return {
             "__estimator__": type(value).__name__,
             "params": {
@@ -362,7 +368,9 @@ def _restore(record, device):
     if isinstance(params.get("generator"), dict):
         spec = params["generator"]
         if spec.get("__fitted_generator__"):
-            params["generator"] = generator
+            params["generator"] = (
+                FrozenEstimator(generator) if spec.get("frozen") else generator
+            )
         else:
             sub = _CLASSES[spec["__estimator__"]]
             params["generator"] = sub(

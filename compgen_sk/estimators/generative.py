@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Real
 
 from sklearn.utils.validation import check_is_fitted
@@ -70,8 +71,10 @@ class GenerativeInverter(SlotEstimatorBase):
         several slots: the transformer decoder's interaction penalty
         (:ref:`background-decoder-classes`), or the additive decoder's overlap
         of the slots' renderings (:func:`~compgen_sk.modules.overlap_penalty`;
-        :ref:`decoder-overlap`). The masked and mlp decoders have none. Either
-        is recorded in ``net_.history`` (``train_interaction``) at any weight.
+        :ref:`decoder-overlap`), recorded in ``net_.history``
+        (``train_interaction``); the masked and mlp decoders have none (a
+        weight above 0 warns). It is part of the training loss that
+        ``renderer="auto"``, ``n_init`` and the stopping rule compare.
     consistency_weight : float >= 0, default=0.0
         Weight of the compositional-consistency loss (Wiedemer et al. 2024):
         recombined slots are decoded, re-encoded and matched; only the encoder
@@ -307,13 +310,25 @@ default="adamw"
         -------
         self : GenerativeInverter
         """
+        if self.interaction_weight and self.decoder in ("masked", "mlp"):
+            warnings.warn(
+                f"interaction_weight={self.interaction_weight!r} has no effect "
+                f"with decoder={self.decoder!r}: only the additive and "
+                "transformer decoders define a penalty.",
+                UserWarning,
+                stacklevel=2,
+            )
         return self._fit(X)
 
     def _new_net(self):
         """A fresh, unfitted net for the fitted input shape and data scale."""
         shape = self.input_shape_
         encoder = self._build_encoder(shape, self.n_slots, self.slot_dim, vae=self.vae)
-        decoder = self._build_decoder(self.decoder, shape)
+        # The additive decoder's overlap penalty is computed only when weighed.
+        overlap = self.decoder == "additive" and self.interaction_weight > 0
+        decoder = self._build_decoder(
+            self.decoder, shape, **({"overlap": True} if overlap else {})
+        )
         return self._make_net(
             SlotAutoencoder(encoder, decoder),
             net_class=SlotAutoencoderNet,
@@ -372,4 +387,5 @@ default="adamw"
                 f"decoder={self.decoder!r} mixes slots and has no per-slot renderings; "
                 "use 'additive' or 'masked'."
             )
-        return self._decode_array(decoder, self._validate_slots(Z), per_slot=True)
+        Z = self._validate_slots(Z)
+        return self._check_rendering(self._decode_array(decoder, Z, per_slot=True), Z)

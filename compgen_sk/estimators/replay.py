@@ -53,7 +53,8 @@ class ReplayEncoder(SlotEstimatorBase):
         generator, which every clone then fits again; to keep one fitted
         generator through them, wrap it:
         ``ReplayEncoder(FrozenEstimator(generator))``
-        (:class:`~sklearn.frozen.FrozenEstimator`). To tune
+        (:class:`~sklearn.frozen.FrozenEstimator`); a generator fitted on all
+        of X has then seen every test fold. To tune
         the generator, pass an unfitted :class:`GenerativeInverter`: its
         parameters are then nested ones (``generator__max_epochs`` and the
         like) for ``set_params`` and

@@ -245,6 +245,9 @@ class AdditiveDecoder(nn.Module):
     renderer : {"mlp", "conv", "broadcast"}, default="mlp"
         Network that renders each slot: :class:`MLPRenderer` (any output),
         :class:`ConvRenderer` or :class:`BroadcastRenderer` (images only).
+    overlap : bool, default=False
+        ``forward_with_penalty`` also returns :func:`overlap_penalty` of the
+        slots' renderings (else None), for a loss to weigh.
     **renderer_params
         Passed to the renderer (``hidden`` or ``channels``).
     """
@@ -256,9 +259,11 @@ class AdditiveDecoder(nn.Module):
         output_shape,
         shared=False,
         renderer="mlp",
+        overlap=False,
         **renderer_params,
     ):
         super().__init__()
+        self.overlap = overlap
         self.slots = _PerSlotRenderers(
             n_slots,
             slot_dim,
@@ -276,7 +281,10 @@ class AdditiveDecoder(nn.Module):
         return self.slots(z).sum(dim=1)
 
     def forward_with_penalty(self, z):
-        """Output and :func:`overlap_penalty` of the slots' renderings."""
+        """Output, and :func:`overlap_penalty` of the slots' renderings where
+        ``overlap`` (else None)."""
+        if not self.overlap:
+            return self.forward(z), None
         renderings = self.slots(z)
         return renderings.sum(dim=1), overlap_penalty(renderings)
 
@@ -414,7 +422,7 @@ def overlap_penalty(renderings):
     penalty : Tensor of shape (n,)
         Overlap of each sample's renderings.
     """
-    magnitude = renderings.flatten(2).abs()
+    magnitude = renderings.flatten(2).float().abs()  # sums over P overflow float16
     total = magnitude.sum(dim=1)
     squares = magnitude.pow(2).sum(dim=1)
     pairwise = 0.5 * (total.pow(2) - squares)  # sum_{i<j} |r_i| |r_j| per element
