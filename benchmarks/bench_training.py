@@ -61,7 +61,7 @@ N_EVAL = 1000
 
 
 def make_balls(n, *, ood, random_state, size=16, kind="halves"):
-    """Soft balls on white; latents (x, y) per ball.
+    """Soft balls on white (on black for ``kind="three"``); latents (x, y) per ball.
 
     ``kind="halves"``: two balls of two colours, one per half of the image.
     In-domain is L-shaped: the square where both balls sit in the right part

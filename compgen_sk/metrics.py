@@ -25,6 +25,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from ._concepts import _FLOAT32_MAX
 from ._objects import (
     object_scores,
     per_sample_readouts,
@@ -45,9 +46,6 @@ from ._sklearn_compat import (
     validate_params,
 )
 from ._torch import eval_mode
-
-# Largest magnitude the decoders can represent: they compute in float32.
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 __all__ = [
     "compositional_contrast",
@@ -317,14 +315,20 @@ def reconstruction_r2_score(X, X_hat, *, sample_weight=None):
     return float(1.0 - sse / sst)
 
 
+def _unfrozen(estimator):
+    """The estimator inside any :class:`~sklearn.frozen.FrozenEstimator`."""
+    while isinstance(estimator, FrozenEstimator):
+        estimator = estimator.estimator
+    return estimator
+
+
 def _slot_estimator(estimator, X=None, *, needs_decoder=False):
     """The fitted slot estimator (recognised by its public fitted attributes
     ``n_slots_`` and ``decoder_``), itself or the first such step of a
     Pipeline, and X as it reaches that estimator: through the Pipeline's
     steps before it. :class:`~sklearn.frozen.FrozenEstimator` wrappers are
     looked through."""
-    while isinstance(estimator, FrozenEstimator):
-        estimator = estimator.estimator
+    estimator = _unfrozen(estimator)
     if isinstance(estimator, Pipeline):
         index = next(
             (
@@ -340,9 +344,7 @@ def _slot_estimator(estimator, X=None, *, needs_decoder=False):
             )
         if X is not None and index > 0:
             X = estimator[:index].transform(X)
-        estimator = estimator.steps[index][1]
-        while isinstance(estimator, FrozenEstimator):
-            estimator = estimator.estimator
+        estimator = _unfrozen(estimator.steps[index][1])
     else:
         check_is_fitted(estimator)
         if not hasattr(estimator, "n_slots_") or not hasattr(estimator, "decoder_"):

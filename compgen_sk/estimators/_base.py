@@ -36,6 +36,7 @@ from skorch.callbacks import (
 from skorch.dataset import ValidSplit
 from torch import nn
 
+from .._concepts import _FLOAT32_MAX
 from .._sklearn_compat import Interval, StrOptions, validate_parameter_constraints
 from .._torch import eval_mode, resolve_device
 from ..inversion import search_latents, search_starts
@@ -79,8 +80,6 @@ _MAX_GRAD_NORM = 10.0
 # fraction per epoch, on average over the last _CONVERGENCE_WINDOW epochs, warns.
 _FAST_DECREASE = 0.01
 _CONVERGENCE_WINDOW = 5
-# Largest magnitude the networks can represent: they compute in float32.
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Channel counts that make a last axis look like the channels of images.
 _CHANNEL_COUNTS = (1, 3, 4)
 # Training images whose slots multi-start search recombines guesses with.

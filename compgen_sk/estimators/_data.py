@@ -56,8 +56,8 @@ def as_float_array(rows):
     are (float32 or float64)."""
     rows = np.asarray(rows)
     if rows.dtype == np.uint8:
-        scale = _PIXEL_SCALE if rows.ndim == 4 else np.float32(1.0)
-        return rows.astype(np.float32) * scale
+        rows = rows.astype(np.float32)
+        return rows * _PIXEL_SCALE if rows.ndim == 4 else rows
     return rows
 
 
