@@ -23,7 +23,7 @@ class SlotAutoencoderNet(NeuralNet):
     unexplained, 1 - R², and stays finite for data of any magnitude), plus ``beta``
     times the KL term per feature when the encoder has a VAE head, plus
     ``interaction_weight`` times the decoder's interaction penalty where it
-    defines one, plus — during training, after ``consistency_warmup``
+    defines one (in the first ``interaction_epochs`` epochs, or all), plus — during training, after ``consistency_warmup``
     epochs — ``consistency_weight`` times the compositional-consistency loss.
     Each term is recorded per batch in the history (``train_reconstruction`` …).
 
@@ -32,6 +32,8 @@ class SlotAutoencoderNet(NeuralNet):
     reconstruction_scale : float, default=1.0
         Divides the reconstruction errors before they are squared.
     beta, interaction_weight, consistency_weight : float
+    interaction_epochs : int or None
+        Epochs that weigh the interaction penalty; None: all.
     consistency_warmup : int
         Epochs before the consistency loss starts.
     recombination : {"shuffle", "pool"}
@@ -44,6 +46,7 @@ class SlotAutoencoderNet(NeuralNet):
         reconstruction_scale=1.0,
         beta=1.0,
         interaction_weight=0.0,
+        interaction_epochs=None,
         consistency_weight=0.0,
         consistency_warmup=0,
         recombination="shuffle",
@@ -53,6 +56,7 @@ class SlotAutoencoderNet(NeuralNet):
         self.reconstruction_scale = reconstruction_scale
         self.beta = beta
         self.interaction_weight = interaction_weight
+        self.interaction_epochs = interaction_epochs
         self.consistency_weight = consistency_weight
         self.consistency_warmup = consistency_warmup
         self.recombination = recombination
@@ -67,10 +71,12 @@ class SlotAutoencoderNet(NeuralNet):
             n_features = math.prod(x.shape[1:])
             terms["kl"] = (self.beta, y_pred["kl"].mean() / n_features)
         if "interaction" in y_pred:
-            terms["interaction"] = (
-                self.interaction_weight,
-                y_pred["interaction"].mean(),
-            )
+            weight = self.interaction_weight
+            if self.interaction_epochs is not None and (
+                len(self.history) > self.interaction_epochs
+            ):
+                weight = 0.0
+            terms["interaction"] = (weight, y_pred["interaction"].mean())
         # len(history) is the number of the epoch in progress, counted from 1.
         if (
             training

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from numbers import Real
+from numbers import Integral, Real
 
 from sklearn.utils.validation import check_is_fitted
 
@@ -75,6 +75,12 @@ class GenerativeInverter(SlotEstimatorBase):
         (``train_interaction``); the masked and mlp decoders have none (a
         weight above 0 warns). It is part of the training loss that
         ``renderer="auto"``, ``n_init`` and the stopping rule compare.
+    interaction_epochs : int >= 1 or None, default=None
+        Epochs that weigh the interaction penalty, counted from the first;
+        after them its weight is 0 and the training loss is the reconstruction
+        error alone. None weighs it in every epoch. An early penalty can break a
+        bad start (two slots on one object) and then leave the fit free:
+        :ref:`decoder-overlap`.
     consistency_weight : float >= 0, default=0.0
         Weight of the compositional-consistency loss (Wiedemer et al. 2024):
         recombined slots are decoded, re-encoded and matched; only the encoder
@@ -224,6 +230,7 @@ default="adamw"
         "vae": ["boolean"],
         "beta": [Interval(Real, 0, None, closed="left")],
         "interaction_weight": [Interval(Real, 0, None, closed="left")],
+        "interaction_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "consistency_weight": [Interval(Real, 0, None, closed="left")],
         "consistency_warmup": _positive_int(0),
     }
@@ -240,6 +247,7 @@ default="adamw"
         vae=False,
         beta=1.0,
         interaction_weight=0.0,
+        interaction_epochs=None,
         consistency_weight=0.0,
         consistency_warmup=10,
         search_steps=100,
@@ -271,6 +279,7 @@ default="adamw"
         self.vae = vae
         self.beta = beta
         self.interaction_weight = interaction_weight
+        self.interaction_epochs = interaction_epochs
         self.consistency_weight = consistency_weight
         self.consistency_warmup = consistency_warmup
         self.search_steps = search_steps
@@ -336,6 +345,7 @@ default="adamw"
             reconstruction_scale=self.data_scale_,
             beta=self.beta,
             interaction_weight=self.interaction_weight,
+            interaction_epochs=self.interaction_epochs,
             consistency_weight=self.consistency_weight,
             consistency_warmup=self.consistency_warmup,
             recombination=recombination_for(decoder),
