@@ -305,6 +305,7 @@ def test_interaction_weight_lowers_the_overlap_of_additive_renderings(split_data
         overlap[weight] = float(overlap_penalty(renderings).mean())
     assert overlap[1.0] < 0.5 * overlap[0.0]
 
+
 def test_interaction_epochs_weighs_the_penalty_only_in_the_first_epochs(split_data):
     X_id, _ = split_data
     est = GenerativeInverter(
@@ -321,11 +322,12 @@ def test_interaction_epochs_weighs_the_penalty_only_in_the_first_epochs(split_da
         weight = 0.5 if epoch <= 2 else 0.0
         for batch in row["batches"]:
             assert batch["train_interaction"] > 0  # still recorded
-            expected = batch["train_reconstruction"] + weight * batch["train_interaction"]
+            expected = (
+                batch["train_reconstruction"] + weight * batch["train_interaction"]
+            )
             assert batch["train_loss"] == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="interaction_epochs"):
         GenerativeInverter(interaction_epochs=0).fit(X_id)
-
 
 
 def test_consistency_loss_starts_after_warmup_and_trains_only_the_encoder(split_data):

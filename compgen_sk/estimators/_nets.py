@@ -23,8 +23,9 @@ class SlotAutoencoderNet(NeuralNet):
     unexplained, 1 - R², and stays finite for data of any magnitude), plus ``beta``
     times the KL term per feature when the encoder has a VAE head, plus
     ``interaction_weight`` times the decoder's interaction penalty where it
-    defines one (in the first ``interaction_epochs`` epochs, or all), plus — during training, after ``consistency_warmup``
-    epochs — ``consistency_weight`` times the compositional-consistency loss.
+    defines one (in the first ``interaction_epochs`` epochs, or all), plus —
+    during training, after ``consistency_warmup`` epochs — ``consistency_weight``
+    times the compositional-consistency loss.
     Each term is recorded per batch in the history (``train_reconstruction`` …).
 
     Parameters

@@ -12,6 +12,12 @@ from ..modules import DECODERS, SlotAutoencoder
 from ._base import SlotEstimatorBase, _positive_int
 from ._nets import SlotAutoencoderNet
 
+# interaction_weight="auto": the overlap penalty on the broadcast renderer, weighed
+# in the first epochs only (measured on two and three balls: user guide,
+# "Two slots on one object").
+_AUTO_OVERLAP_WEIGHT = 0.1
+_AUTO_OVERLAP_EPOCHS = 15
+
 
 def recombination_for(decoder):
     """How to recombine a decoder's slots into new scenes (consistency, replay).
@@ -66,21 +72,24 @@ class GenerativeInverter(SlotEstimatorBase):
         divergence to N(0, I) (per feature) to the loss.
     beta : float >= 0, default=1.0
         Weight of the KL term when ``vae=True``.
-    interaction_weight : float >= 0, default=0.0
+    interaction_weight : float >= 0 or "auto", default="auto"
         Weight of the decoder's penalty on output elements that depend on
         several slots: the transformer decoder's interaction penalty
         (:ref:`background-decoder-classes`), or the additive decoder's overlap
         of the slots' renderings (:func:`~compgen_sk.modules.overlap_penalty`;
         :ref:`decoder-overlap`), recorded in ``net_.history``
         (``train_interaction``); the masked and mlp decoders have none (a
-        weight above 0 warns). It is part of the training loss that
-        ``renderer="auto"``, ``n_init`` and the stopping rule compare.
+        weight above 0 warns). ``"auto"``: 0.1 in the first 15 epochs where the
+        additive decoder draws with the broadcast renderer, which it keeps from
+        binding two slots to one object; 0 otherwise. It is part of the training
+        loss that ``renderer="auto"``, ``n_init`` and the stopping rule compare.
     interaction_epochs : int >= 1 or None, default=None
         Epochs that weigh the interaction penalty, counted from the first;
         after them its weight is 0 and the training loss is the reconstruction
-        error alone. None weighs it in every epoch. An early penalty can break a
-        bad start (two slots on one object) and then leave the fit free:
-        :ref:`decoder-overlap`.
+        error alone. None weighs it in every epoch, except for
+        ``interaction_weight="auto"``, whose penalty weighs the first 15. An
+        early penalty can break a bad start (two slots on one object) and then
+        leave the fit free: :ref:`decoder-overlap`.
     consistency_weight : float >= 0, default=0.0
         Weight of the compositional-consistency loss (Wiedemer et al. 2024):
         recombined slots are decoded, re-encoded and matched; only the encoder
@@ -229,7 +238,10 @@ default="adamw"
         "decoder_params": [dict, None],
         "vae": ["boolean"],
         "beta": [Interval(Real, 0, None, closed="left")],
-        "interaction_weight": [Interval(Real, 0, None, closed="left")],
+        "interaction_weight": [
+            Interval(Real, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "interaction_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "consistency_weight": [Interval(Real, 0, None, closed="left")],
         "consistency_warmup": _positive_int(0),
@@ -246,7 +258,7 @@ default="adamw"
         encoder_params=None,
         vae=False,
         beta=1.0,
-        interaction_weight=0.0,
+        interaction_weight="auto",
         interaction_epochs=None,
         consistency_weight=0.0,
         consistency_warmup=10,
@@ -319,7 +331,9 @@ default="adamw"
         -------
         self : GenerativeInverter
         """
-        if self.interaction_weight and self.decoder in ("masked", "mlp"):
+        if self.interaction_weight != "auto" and (
+            self.interaction_weight and self.decoder in ("masked", "mlp")
+        ):
             warnings.warn(
                 f"interaction_weight={self.interaction_weight!r} has no effect "
                 f"with decoder={self.decoder!r}: only the additive and "
@@ -333,8 +347,9 @@ default="adamw"
         """A fresh, unfitted net for the fitted input shape and data scale."""
         shape = self.input_shape_
         encoder = self._build_encoder(shape, self.n_slots, self.slot_dim, vae=self.vae)
+        weight, epochs = self._interaction()
         # The additive decoder's overlap penalty is computed only when weighed.
-        overlap = self.decoder == "additive" and self.interaction_weight > 0
+        overlap = self.decoder == "additive" and weight > 0
         decoder = self._build_decoder(
             self.decoder, shape, **({"overlap": True} if overlap else {})
         )
@@ -344,12 +359,25 @@ default="adamw"
             max_epochs=self.max_epochs,
             reconstruction_scale=self.data_scale_,
             beta=self.beta,
-            interaction_weight=self.interaction_weight,
-            interaction_epochs=self.interaction_epochs,
+            interaction_weight=weight,
+            interaction_epochs=epochs,
             consistency_weight=self.consistency_weight,
             consistency_warmup=self.consistency_warmup,
             recombination=recombination_for(decoder),
         )
+
+    def _interaction(self):
+        """The interaction penalty's weight and epochs for the renderer that
+        ``_new_net`` builds (``renderer_``), ``"auto"`` resolved."""
+        weight, epochs = self.interaction_weight, self.interaction_epochs
+        if weight != "auto":
+            return float(weight), epochs
+        if self.decoder == "additive" and self.renderer_ == "broadcast":
+            return (
+                _AUTO_OVERLAP_WEIGHT,
+                _AUTO_OVERLAP_EPOCHS if epochs is None else epochs,
+            )
+        return 0.0, None
 
     def _decoder_name(self):
         return self.decoder
