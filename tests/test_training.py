@@ -586,3 +586,54 @@ def test_replay_stream_is_an_iterable_dataset_and_its_loader_is_strict(easy):
         StreamLoader(stream, batch_size=2, shuffle=False)
     with pytest.raises(TypeError, match="unexpected keyword"):
         StreamLoader(stream, batch_size=2, num_workers=2)
+
+
+def test_auto_interaction_weight_is_an_early_overlap_penalty_on_broadcast_only():
+    assert GenerativeInverter().interaction_weight == 0.0  # opt-in
+    X = _patterns(n=64)
+    params = dict(SMALL, n_slots=2, slot_dim=1, max_epochs=2, encoder="mlp", n_jobs=1)
+    expected = {"broadcast": (0.1, 15, True), "mlp": (0.0, None, False)}
+    for renderer, (weight, epochs, overlap) in expected.items():
+        est = _fit_quietly(
+            GenerativeInverter(
+                **params,
+                decoder_params={"renderer": renderer},
+                interaction_weight="auto",
+            ),
+            X,
+        )
+        assert est.interaction_weight == "auto"  # the parameter is left as given
+        net = est.net_
+        assert (net.interaction_weight, net.interaction_epochs) == (weight, epochs)
+        assert est.decoder_.decoder.overlap is overlap
+        # The same fit as the recipe spelled out.
+        spelled = GenerativeInverter(
+            **params,
+            decoder_params={"renderer": renderer},
+            interaction_weight=weight,
+            interaction_epochs=epochs,
+        )
+        _fit_quietly(spelled, X)
+        assert spelled.loss_curve_ == est.loss_curve_
+    # A user's epochs apply to the automatic weight; other decoders get none
+    # and do not warn.
+    est = _fit_quietly(
+        GenerativeInverter(
+            **params,
+            decoder_params={"renderer": "broadcast"},
+            interaction_weight="auto",
+            interaction_epochs=1,
+        ),
+        X,
+    )
+    assert est.net_.interaction_epochs == 1
+    for decoder in ("masked", "mlp"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            est = _fit_quietly(
+                GenerativeInverter(
+                    **params, decoder=decoder, interaction_weight="auto"
+                ),
+                X,
+            )
+        assert est.net_.interaction_weight == 0.0

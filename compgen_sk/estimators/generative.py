@@ -12,8 +12,8 @@ from ..modules import DECODERS, SlotAutoencoder
 from ._base import SlotEstimatorBase, _positive_int
 from ._nets import SlotAutoencoderNet
 
-# interaction_weight="auto": the overlap penalty on the broadcast renderer, weighed
-# in the first epochs only (measured on two and three balls: user guide,
+# interaction_weight="auto" (opt-in): the overlap penalty on the broadcast renderer,
+# weighed in the first epochs only (measured on two and three balls: user guide,
 # "Two slots on one object").
 _AUTO_OVERLAP_WEIGHT = 0.1
 _AUTO_OVERLAP_EPOCHS = 15
@@ -72,7 +72,7 @@ class GenerativeInverter(SlotEstimatorBase):
         divergence to N(0, I) (per feature) to the loss.
     beta : float >= 0, default=1.0
         Weight of the KL term when ``vae=True``.
-    interaction_weight : float >= 0 or "auto", default="auto"
+    interaction_weight : float >= 0 or "auto", default=0.0
         Weight of the decoder's penalty on output elements that depend on
         several slots: the transformer decoder's interaction penalty
         (:ref:`background-decoder-classes`), or the additive decoder's overlap
@@ -81,8 +81,10 @@ class GenerativeInverter(SlotEstimatorBase):
         (``train_interaction``); the masked and mlp decoders have none (a
         weight above 0 warns). ``"auto"``: 0.1 in the first 15 epochs where the
         additive decoder draws with the broadcast renderer, which it keeps from
-        binding two slots to one object; 0 otherwise. It is part of the training
-        loss that ``renderer="auto"``, ``n_init`` and the stopping rule compare.
+        binding two slots to one object, and 0 otherwise: for objects of
+        different kinds that move about (it hurts objects of one kind and content
+        at fixed places). It is part of the training loss that
+        ``renderer="auto"``, ``n_init`` and the stopping rule compare.
     interaction_epochs : int >= 1 or None, default=None
         Epochs that weigh the interaction penalty, counted from the first;
         after them its weight is 0 and the training loss is the reconstruction
@@ -258,7 +260,7 @@ default="adamw"
         encoder_params=None,
         vae=False,
         beta=1.0,
-        interaction_weight="auto",
+        interaction_weight=0.0,
         interaction_epochs=None,
         consistency_weight=0.0,
         consistency_warmup=10,
