@@ -333,9 +333,8 @@ default="adamw"
         -------
         self : GenerativeInverter
         """
-        if self.interaction_weight != "auto" and (
-            self.interaction_weight and self.decoder in ("masked", "mlp")
-        ):
+        has_penalty = self.decoder in ("additive", "transformer")
+        if not has_penalty and self.interaction_weight not in (0, "auto"):
             warnings.warn(
                 f"interaction_weight={self.interaction_weight!r} has no effect "
                 f"with decoder={self.decoder!r}: only the additive and "
