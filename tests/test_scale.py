@@ -58,6 +58,16 @@ def test_float_images_of_pixel_values_warn(pixels):
         _fit(GenerativeInverter(**SMALL, search_steps=0), as_uint8.astype(np.float32))
 
 
+@pytest.mark.parametrize("high", [2.3, 10.0])
+def test_float_images_beyond_unit_range_are_not_taken_for_pixel_values(pixels, high):
+    # e.g. objects in [0, 1] summed where they overlap
+    _, as_float = pixels
+    X = as_float * np.float32(high / as_float.max())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        _fit(GenerativeInverter(**SMALL, search_steps=0), X)
+
+
 def test_uint8_vectors_are_numbers():
     X = np.random.default_rng(0).integers(0, 4, size=(60, 8)).astype(np.uint8)
     a = _fit(GenerativeInverter(**SMALL, search_steps=0), X)

@@ -251,12 +251,17 @@ def _user_stacklevel():
     return level
 
 
+_PIXEL_VALUES_ABOVE = 10.0
+
+
 def _warn_if_pixel_values(low, high):
     """Warn when float images, ranging from ``low`` to ``high``, hold what look
     like 0–255 pixel values: uint8 images are scaled to [0, 1], float ones are
     taken as they are, so mixing the two would shift the data by a factor of
-    255."""
-    if low >= 0 and 2.0 < high <= 255.0:
+    255. Only above 10: float images built from [0, 1] data (a few objects
+    summed where they overlap, brightness jitter) may exceed 1 or 2, while an
+    8-bit image whose brightest pixel is 10 of 255 would be nearly black."""
+    if low >= 0 and _PIXEL_VALUES_ABOVE < high <= 255.0:
         warnings.warn(
             f"X holds float images with values in [{low:.3g}, {high:.3g}], which "
             "look like 0-255 pixel values. Float images are taken as they are, "
