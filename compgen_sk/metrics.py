@@ -127,8 +127,10 @@ def slot_identifiability_score(
 
     Parameters
     ----------
-    latents : array-like of shape (n_samples, K, m) or DataFrame
-        Ground-truth latents, or a concept table (columns ``"<slot>_<concept>"``).
+    latents : array-like of shape (n_samples, K, m) or (n_samples, K), or DataFrame
+        Ground-truth latents: m per true slot, or one per true slot for a 2-D
+        array (so flat latents of K slots must be reshaped to (n_samples, K,
+        m) first); or a concept table (columns ``"<slot>_<concept>"``).
     slots : array-like of shape (n_samples, K', d) or (n_samples, K' * d)
         Inferred slots; flat slots need ``n_slots``.
     n_slots : int or None, default=None
