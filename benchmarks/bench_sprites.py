@@ -62,6 +62,7 @@ def run(args):
             }
             for way, estimator in ways.items():
                 scores = evaluate(settings, split, estimator, seed)
+                scores.pop("concepts")
                 row = {
                     "seed": seed,
                     "consistency_weight": weight,

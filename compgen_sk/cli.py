@@ -73,7 +73,8 @@ def build_parser():
             "its slots with a probe fitted on in-domain slots, and score the "
             "probe on held-out in-domain images and on out-of-domain images (new "
             "combinations). Prints a table (mean ± std over seeds); writes "
-            "results.csv, summary.csv and figures to --out. The defaults (3 "
+            "results.csv, summary.csv, concept_scores.csv (each concept's score) "
+            "and figures to --out. The defaults (3 "
             "seeds) finish in about 12 minutes on a 2-core CPU; on a GPU, try "
             "--device cuda --epochs 200 --n-samples 20000."
         ),

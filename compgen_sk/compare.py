@@ -122,6 +122,7 @@ SPRITES_64PX = (
 #: Files that a comparison writes into its output folder.
 OUTPUT_FILES = (
     "results.csv",
+    "concept_scores.csv",
     "summary.csv",
     "scores.png",
     "ood_reconstructions.png",
@@ -520,7 +521,9 @@ def with_params(estimator, **params):
 
 
 def evaluate(settings, split, estimator, seed):
-    """ID and OOD probe scores and the transform time per image."""
+    """ID and OOD probe scores and the transform time per image, and under
+    ``"concepts"`` each concept's ID and OOD score (a DataFrame with the
+    columns ``concept``, ``id_score`` and ``ood_score``)."""
     estimator = with_params(estimator, verbose=int(settings.progress))
     slots_train = estimator.transform(split.X_train)
     slots_test = estimator.transform(split.X_test)
@@ -549,6 +552,14 @@ def evaluate(settings, split, estimator, seed):
             f"{type(estimator).__name__} gave non-finite results {bad}; nothing was "
             "written. Lower the learning rate (--lr) or check the data."
         )
+    id_scores = probe.concept_scores(slots_test, split.y_test)
+    scores["concepts"] = pd.DataFrame(
+        {
+            "concept": id_scores.index,
+            "id_score": id_scores.to_numpy(),
+            "ood_score": probe.concept_scores(slots_ood, split.y_ood).to_numpy(),
+        }
+    )
     return scores
 
 
@@ -574,7 +585,9 @@ def run_comparison(settings=None, out=None, log=print, **overrides):
         ``id_score``, ``ood_score``, ``ood_reconstruction_r2``,
         ``fit_seconds``, ``transform_ms_per_image``. ``out`` receives it as
         ``results.csv``, its :func:`summarize` (mean and std over seeds) as
-        ``summary.csv``, and figures: with ``n_train``,
+        ``summary.csv``, each concept's scores (whose means the scores are) as
+        ``concept_scores.csv`` (:data:`CONCEPT_COLUMNS`), and figures: with
+        ``n_train``,
         ``data_efficiency.png`` (OOD score against training-set size), else
         the scores and image figures of the last seed.
 
@@ -591,7 +604,7 @@ def run_comparison(settings=None, out=None, log=print, **overrides):
     settings = Settings(**{**(vars(settings) if settings else {}), **overrides})
     check_settings(settings, out)
     log = log or (lambda *args: None)
-    rows, comparison = [], None
+    rows, concepts, comparison = [], [], None
     for seed in settings.seeds:
         split = load_split(settings, seed)
         log(
@@ -624,7 +637,13 @@ def run_comparison(settings=None, out=None, log=print, **overrides):
                     "seed": seed,
                     "n_train": len(part.X_train),
                 }
-                row.update(evaluate(settings, part, estimator, seed))
+                scores = evaluate(settings, part, estimator, seed)
+                concepts.append(
+                    scores.pop("concepts").assign(
+                        method=method, seed=seed, n_train=row["n_train"]
+                    )
+                )
+                row.update(scores)
                 row["fit_seconds"] = seconds
                 rows.append(row)
                 log(
@@ -633,11 +652,13 @@ def run_comparison(settings=None, out=None, log=print, **overrides):
                 )
     results = pd.DataFrame(rows)[COLUMNS]
     if out is not None:
+        concept_scores = pd.concat(concepts, ignore_index=True)[CONCEPT_COLUMNS]
         from .plotting import comparison_figures, plot_data_efficiency
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         results.to_csv(out / "results.csv", index=False)
+        concept_scores.to_csv(out / "concept_scores.csv", index=False)
         summary = summarize(results)
         summary.to_csv(out / "summary.csv", index=False)
         if settings.n_train:
@@ -659,6 +680,10 @@ COLUMNS = [
     "fit_seconds",
     "transform_ms_per_image",
 ]
+#: Columns of ``concept_scores.csv``: each concept's probe score, one row per
+#: method, seed, training-set size and concept (``results.csv``'s ``id_score``
+#: and ``ood_score`` are their means over concepts).
+CONCEPT_COLUMNS = ["method", "seed", "n_train", "concept", "id_score", "ood_score"]
 _SCORES = [
     "id_score",
     "ood_score",

@@ -305,8 +305,46 @@ class SlotProbe(BaseEstimator):
         Returns
         -------
         score : float
-            Mean score over concepts.
+            Mean score over concepts (the mean of :meth:`concept_scores`).
         """
+        return float(np.mean(self._concept_scores(X, y, sample_weight)))
+
+    def concept_scores(self, X, y, sample_weight=None):
+        """Each concept's score: accuracy (categorical) or R² (continuous).
+
+        Shows which concepts the slots hold and which they miss, where
+        :meth:`score` gives their mean.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_slots * d)
+            Inferred slots, with the features seen at ``fit``.
+        y : DataFrame or array-like
+            Concepts in the layout given to ``fit``.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Weights of the samples in every concept's accuracy or R²; None
+            weighs them equally.
+
+        Returns
+        -------
+        scores : pandas Series
+            One score per concept, indexed by :attr:`concept_names_`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from compgen_sk import SlotProbe
+        >>> rng = np.random.default_rng(0)
+        >>> z = rng.normal(size=(300, 2))
+        >>> slots = np.c_[z[:, 0], rng.normal(size=300)]  # slot 1 holds noise
+        >>> probe = SlotProbe(random_state=0).fit(slots, z)
+        >>> probe.concept_scores(slots, z).round(1).tolist()
+        [1.0, 0.0]
+        """
+        scores = self._concept_scores(X, y, sample_weight)
+        return pd.Series(scores, index=list(self.concept_names_), name="score")
+
+    def _concept_scores(self, X, y, sample_weight):
         check_is_fitted(self)
         concepts, _ = concepts_from_table(y, self.categorical)
         names = [c.name for c in concepts]
@@ -345,17 +383,18 @@ class SlotProbe(BaseEstimator):
                 self.true_slot_names_,
                 sample_weight,
             )
-            return float(np.mean(scores))
-        scores = [
-            readout_score(
-                c,
-                c.values,
-                self.readouts_[c.name].predict(slots[:, self.matching_[c.slot]]),
-                sample_weight,
+            return [float(score) for score in scores]
+        return [
+            float(
+                readout_score(
+                    c,
+                    c.values,
+                    self.readouts_[c.name].predict(slots[:, self.matching_[c.slot]]),
+                    sample_weight,
+                )
             )
             for c in concepts
         ]
-        return float(np.mean(scores))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from compgen_sk.cli import main
-from compgen_sk.compare import COLUMNS, METHODS, format_table, run_comparison
+from compgen_sk.compare import (
+    COLUMNS,
+    CONCEPT_COLUMNS,
+    METHODS,
+    format_table,
+    run_comparison,
+)
 
 FAST = [
     "--n-samples",
@@ -199,6 +205,16 @@ def test_seeds_write_one_row_per_seed_and_a_summary(tmp_path, capsys):
         assert row["ood_score_std"] == pytest.approx(rows["ood_score"].std(ddof=0))
     # Different seeds draw different data and initializations.
     assert results.groupby("method")["ood_score"].nunique().eq(2).all()
+    # Each concept's scores, whose means are the scores of results.csv.
+    concepts = pd.read_csv(out / "concept_scores.csv")
+    assert list(concepts.columns) == CONCEPT_COLUMNS
+    means = concepts.groupby(["method", "seed"])[["id_score", "ood_score"]].mean()
+    for _, row in results.iterrows():
+        mean = means.loc[(row["method"], row["seed"])]
+        assert mean["id_score"] == pytest.approx(row["id_score"])
+        assert mean["ood_score"] == pytest.approx(row["ood_score"])
+    assert concepts.groupby(["method", "seed"]).size().nunique() == 1
+    assert concepts.groupby(["method", "seed"])["concept"].nunique().min() > 1
 
 
 def test_n_train_trains_on_growing_sets_and_plots_them(tmp_path):
@@ -213,6 +229,8 @@ def test_n_train_trains_on_growing_sets_and_plots_them(tmp_path):
     assert {"n_train", "ood_score", "ood_score_std", "n_seeds"} <= set(summary)
     assert len(summary) == 4
     assert (out / "data_efficiency.png").stat().st_size > 1000
+    concepts = pd.read_csv(out / "concept_scores.csv")
+    assert sorted(set(concepts["n_train"])) == [50, 100]
 
 
 def test_n_train_larger_than_the_training_set_is_an_error(tmp_path, capsys):

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sklearn
+from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV, cross_validate
@@ -282,3 +283,38 @@ def test_probe_auto_keeps_global_matching_for_ordered_slots(classes):
         SlotProbe(matching="per_sample").fit(
             slots, pd.DataFrame({"a_x": classes[:, 0], "b_y": classes[:, 1] * 1.0})
         )
+
+
+@pytest.mark.parametrize("matching", ["global", "per_sample"])
+def test_concept_scores_show_the_concept_the_slots_miss(matching):
+    # Two objects of (position, size); the slots hold the positions and noise
+    # instead of the sizes.
+    rng = np.random.default_rng(0)
+    z = rng.uniform(-1, 1, size=(900, 2, 2))
+    slots = np.stack([z[:, :, 0], rng.normal(size=(900, 2))], axis=2)
+    fit, test = slice(0, 600), slice(600, None)
+    probe = SlotProbe("mlp", matching=matching, random_state=0)
+    probe.fit(slots[fit].reshape(600, 4), z[fit])
+    scores = probe.concept_scores(slots[test].reshape(300, 4), z[test])
+    assert isinstance(scores, pd.Series)
+    assert scores.index.tolist() == probe.concept_names_
+    assert (scores[["slot0_0", "slot1_0"]] > 0.9).all()
+    assert (scores[["slot0_1", "slot1_1"]] < 0.1).all()
+    assert scores.mean() == probe.score(slots[test].reshape(300, 4), z[test])
+
+
+def test_concept_scores_of_a_concept_table_and_sample_weights(classes):
+    table = pd.DataFrame(
+        {"left": pd.Categorical(classes[:, 0]), "right": classes[:, 1] * 1.0}
+    )
+    slots = _one_hot_slots(classes, order=(0, 1))
+    slots[:, 3:] = np.random.default_rng(1).normal(size=(300, 3))  # right is lost
+    probe = SlotProbe(random_state=0).fit(slots, table)
+    scores = probe.concept_scores(slots, table)
+    assert scores.index.tolist() == ["left", "right"]
+    assert scores["left"] == 1.0 and scores["right"] < 0.5
+    weights = np.r_[np.ones(150), np.zeros(150)]
+    weighted = probe.concept_scores(slots, table, sample_weight=weights)
+    assert weighted.mean() == probe.score(slots, table, sample_weight=weights)
+    with pytest.raises(NotFittedError):
+        SlotProbe().concept_scores(slots, table)
