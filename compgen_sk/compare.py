@@ -533,9 +533,16 @@ def evaluate(settings, split, estimator, seed):
     probe = SlotProbe(settings.probe, random_state=seed)
     probe.fit(slots_train, split.y_train)
     has_decoder = estimator.decoder_ is not None
+    concepts = pd.DataFrame(
+        {
+            "id_score": probe.concept_scores(slots_test, split.y_test),
+            "ood_score": probe.concept_scores(slots_ood, split.y_ood),
+        }
+    )
     scores = {
-        "id_score": probe.score(slots_test, split.y_test),
-        "ood_score": probe.score(slots_ood, split.y_ood),
+        # probe.score: the mean over concepts
+        "id_score": float(np.mean(concepts["id_score"].to_numpy())),
+        "ood_score": float(np.mean(concepts["ood_score"].to_numpy())),
         "transform_ms_per_image": 1000 * per_image,
         # Not applicable (NaN, an empty cell in results.csv) without a decoder.
         "ood_reconstruction_r2": (
@@ -552,14 +559,7 @@ def evaluate(settings, split, estimator, seed):
             f"{type(estimator).__name__} gave non-finite results {bad}; nothing was "
             "written. Lower the learning rate (--lr) or check the data."
         )
-    id_scores = probe.concept_scores(slots_test, split.y_test)
-    scores["concepts"] = pd.DataFrame(
-        {
-            "concept": id_scores.index,
-            "id_score": id_scores.to_numpy(),
-            "ood_score": probe.concept_scores(slots_ood, split.y_ood).to_numpy(),
-        }
-    )
+    scores["concepts"] = concepts.rename_axis("concept").reset_index()
     return scores
 
 
