@@ -1100,7 +1100,11 @@ def test_an_output_folder_that_cannot_be_made_fails_first(tmp_path, capsys):
 def test_non_finite_scores_never_reach_results(monkeypatch, tmp_path):
     from compgen_sk import compare
 
-    monkeypatch.setattr(compare.SlotProbe, "score", lambda *args, **kw: np.inf)
+    monkeypatch.setattr(
+        compare.SlotProbe,
+        "concept_scores",
+        lambda *args, **kw: pd.Series([np.inf, 0.5], index=["a", "b"]),
+    )
     with pytest.raises(ValueError, match="non-finite results"):
         run_comparison(
             dataset="additive",
