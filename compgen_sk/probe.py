@@ -307,7 +307,7 @@ class SlotProbe(BaseEstimator):
         score : float
             Mean score over concepts (the mean of :meth:`concept_scores`).
         """
-        return float(np.mean(self._concept_scores(X, y, sample_weight)))
+        return float(np.mean(self.concept_scores(X, y, sample_weight).to_numpy()))
 
     def concept_scores(self, X, y, sample_weight=None):
         """Each concept's score: accuracy (categorical) or R² (continuous).
@@ -341,10 +341,6 @@ class SlotProbe(BaseEstimator):
         >>> probe.concept_scores(slots, z).round(1).tolist()
         [1.0, 0.0]
         """
-        scores = self._concept_scores(X, y, sample_weight)
-        return pd.Series(scores, index=list(self.concept_names_), name="score")
-
-    def _concept_scores(self, X, y, sample_weight):
         check_is_fitted(self)
         concepts, _ = concepts_from_table(y, self.categorical)
         names = [c.name for c in concepts]
@@ -383,18 +379,19 @@ class SlotProbe(BaseEstimator):
                 self.true_slot_names_,
                 sample_weight,
             )
-            return [float(score) for score in scores]
-        return [
-            float(
+        else:
+            scores = [
                 readout_score(
                     c,
                     c.values,
                     self.readouts_[c.name].predict(slots[:, self.matching_[c.slot]]),
                     sample_weight,
                 )
-            )
-            for c in concepts
-        ]
+                for c in concepts
+            ]
+        return pd.Series(
+            np.asarray(scores, dtype=np.float64), index=names, name="score"
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
