@@ -7,8 +7,9 @@ know their in-domain / out-of-domain split and tools to score generalization to
 held-out slot combinations.
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
+from .decoders import AdditiveDecoder, MaskedDecoder, MLPDecoder, TransformerDecoder
+from .encoders import ConvEncoder, MLPEncoder
 from .estimators import (
     EncoderBaseline,
     GenerativeInverter,
@@ -21,13 +22,21 @@ from .model_selection import (
     train_test_split_combinations,
 )
 from .probe import SlotProbe
+from .search import GradientSearch
 
 __all__ = [
+    "AdditiveDecoder",
+    "ConvEncoder",
     "EncoderBaseline",
     "GenerativeInverter",
+    "GradientSearch",
     "HeldOutCombinations",
+    "MLPDecoder",
+    "MLPEncoder",
+    "MaskedDecoder",
     "ReplayEncoder",
     "SlotProbe",
+    "TransformerDecoder",
     "__version__",
     "load",
     "save",

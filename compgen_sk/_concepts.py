@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Key of ``DataFrame.attrs`` marking a concept table whose true slots are
 # exchangeable objects (objects of one kind, in no fixed order).
 EXCHANGEABLE = "exchangeable_slots"
@@ -135,7 +135,7 @@ def slot_targets(y, n_slots, categories=None):
                 f"y must hold numbers (latents) or be a concept table; got an "
                 f"array of dtype {targets.dtype}."
             )
-        if np.abs(targets).max(initial=0) > _FLOAT32_MAX:
+        if np.abs(targets).max(initial=0) > FLOAT32_MAX:
             raise ValueError(
                 "y has values beyond the float32 range that the networks compute "
                 "in; rescale y."

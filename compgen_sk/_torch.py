@@ -1,9 +1,10 @@
-"""Small torch helpers shared across the package: devices and eval mode."""
+"""Small torch helpers shared across the package: devices, eval mode, threads."""
 
 from __future__ import annotations
 
 import contextlib
 
+import joblib
 import torch
 
 
@@ -42,3 +43,42 @@ def eval_mode(*modules):
     finally:
         for m, mode in zip(modules, modes):
             m.train(mode)
+
+
+def n_cores(n_jobs):
+    """The CPU cores that ``n_jobs`` grants, as scikit-learn reads it: None is
+    1 unless a :func:`joblib.parallel_config` block sets another number;
+    -1 is every core, -2 all but one, and so on."""
+    return joblib.effective_n_jobs(n_jobs)
+
+
+@contextlib.contextmanager
+def torch_threads(n_threads):
+    """Run the block with ``n_threads`` torch threads, restored afterwards.
+
+    torch's OpenMP threads spin while they wait for each other: beside another
+    busy process, a step on two threads of a two-core machine can take tens of
+    times as long as on one. One thread per fit is the default policy of the
+    estimators (``n_jobs=None``), which keeps them fast both alone and beside
+    other work.
+    """
+    before = torch.get_num_threads()
+    if n_threads != before:
+        torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def seeded(seed, device):
+    """Run the block with torch's generators seeded by ``seed`` (on the CPU and
+    on ``device`` where it is a GPU) and restored afterwards, so that fitting
+    neither depends on nor disturbs them."""
+    device = torch.device(device)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield

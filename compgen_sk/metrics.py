@@ -25,7 +25,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._concepts import _FLOAT32_MAX
+from ._concepts import FLOAT32_MAX
 from ._objects import (
     object_scores,
     per_sample_readouts,
@@ -411,10 +411,10 @@ def check_slots(Z, n_slots, slot_dim, *, estimator=None):
             f"Z must have shape (n, {K * d}) or (n, {K}, {d}) for {K} slots of "
             f"dimension {d}; got {Z.shape}."
         )
-    if Z.size and float(np.abs(Z).max()) > _FLOAT32_MAX:
+    if Z.size and float(np.abs(Z).max()) > FLOAT32_MAX:
         raise ValueError(
             f"Z has values up to {float(np.abs(Z).max()):.3g}, beyond the float32 "
-            f"range (±{_FLOAT32_MAX:.3g}) that the decoders compute in."
+            f"range (±{FLOAT32_MAX:.3g}) that the decoders compute in."
         )
     return Z.reshape(len(Z), K, d)
 

@@ -1,4 +1,4 @@
-"""skorch nets whose loss composes the terms of :ref:`background-inversion`."""
+"""skorch nets and callbacks of the estimators' training (:ref:`background-inversion`)."""
 
 from __future__ import annotations
 
@@ -8,36 +8,47 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback
 from skorch.utils import to_tensor
-from torch import nn
 
 from ..inversion import consistency_loss, matched_slot_mse
 
 
-class SlotAutoencoderNet(NeuralNet):
+class InterruptibleNet(NeuralNet):
+    """skorch's :class:`~skorch.NeuralNet`, but an interrupt (Ctrl-C) is
+    remembered (``interrupted_``) instead of being swallowed mid-epoch, so
+    that the estimator can re-raise it once skorch has ended training."""
+
+    def fit_loop(self, X, y=None, **fit_params):
+        self.interrupted_ = False
+        try:
+            return super().fit_loop(X, y, **fit_params)
+        except KeyboardInterrupt:
+            self.interrupted_ = True
+            raise
+
+
+class SlotAutoencoderNet(InterruptibleNet):
     """Trains a :class:`~compgen_sk.modules.SlotAutoencoder`; only ``get_loss``
     differs from skorch's :class:`~skorch.NeuralNet`.
 
     The loss is the reconstruction error (per-element mean squared error,
-    Eq. :eq:`eq-autoencoding`, of errors divided by ``reconstruction_scale``: with the
-    data's root mean square deviation there, it is the fraction of variance left
-    unexplained, 1 - R², and stays finite for data of any magnitude), plus ``beta``
-    times the KL term per feature when the encoder has a VAE head, plus
-    ``interaction_weight`` times the decoder's interaction penalty where it
-    defines one (in the first ``interaction_epochs`` epochs, or all), plus —
-    during training, after ``consistency_warmup`` epochs — ``consistency_weight``
-    times the compositional-consistency loss.
-    Each term is recorded per batch in the history (``train_reconstruction`` …).
+    Eq. :eq:`eq-autoencoding`, of errors divided by ``reconstruction_scale``:
+    with the data's root mean square deviation there, it is the fraction of
+    variance left unexplained, 1 - R², and stays finite for data of any
+    magnitude), plus ``kl_weight`` times the KL term per feature when the
+    encoder has a VAE head, plus the weighted terms of ``loss_weights_``: the
+    decoder's ``interaction`` penalty, and ``consistency``, the
+    compositional-consistency loss (computed only while weighed, in
+    training). :class:`LossWeight` callbacks set those weights epoch by
+    epoch. Each term is recorded per batch in the history
+    (``train_reconstruction`` …).
 
     Parameters
     ----------
     reconstruction_scale : float, default=1.0
         Divides the reconstruction errors before they are squared.
-    beta, interaction_weight, consistency_weight : float
-    interaction_epochs : int or None
-        Epochs that weigh the interaction penalty; None: all.
-    consistency_warmup : int
-        Epochs before the consistency loss starts.
-    recombination : {"shuffle", "pool"}
+    kl_weight : float, default=0.0
+        Weight of the KL term.
+    recombination : {"shuffle", "pool"}, default="shuffle"
         How the consistency loss recombines slots.
     """
 
@@ -45,48 +56,32 @@ class SlotAutoencoderNet(NeuralNet):
         self,
         *args,
         reconstruction_scale=1.0,
-        beta=1.0,
-        interaction_weight=0.0,
-        interaction_epochs=None,
-        consistency_weight=0.0,
-        consistency_warmup=0,
+        kl_weight=0.0,
         recombination="shuffle",
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.reconstruction_scale = reconstruction_scale
-        self.beta = beta
-        self.interaction_weight = interaction_weight
-        self.interaction_epochs = interaction_epochs
-        self.consistency_weight = consistency_weight
-        self.consistency_warmup = consistency_warmup
+        self.kl_weight = kl_weight
         self.recombination = recombination
+        self.loss_weights_ = {}
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         x = to_tensor(X, device=self.device)
         prefix = "train_" if training else "valid_"
         error = (y_pred["reconstruction"] - x) / self.reconstruction_scale
-        reconstruction = error.pow(2).mean()
-        terms = {"reconstruction": (1.0, reconstruction)}
+        terms = {"reconstruction": (1.0, error.pow(2).mean())}
         if "kl" in y_pred:
             n_features = math.prod(x.shape[1:])
-            terms["kl"] = (self.beta, y_pred["kl"].mean() / n_features)
+            terms["kl"] = (self.kl_weight, y_pred["kl"].mean() / n_features)
         if "interaction" in y_pred:
-            weight = self.interaction_weight
-            if self.interaction_epochs is not None and (
-                len(self.history) > self.interaction_epochs
-            ):
-                weight = 0.0
+            weight = self.loss_weights_.get("interaction", 0.0)
             terms["interaction"] = (weight, y_pred["interaction"].mean())
-        # len(history) is the number of the epoch in progress, counted from 1.
-        if (
-            training
-            and self.consistency_weight
-            and len(self.history) > self.consistency_warmup
-        ):
+        weight = self.loss_weights_.get("consistency", 0.0)
+        if training and weight:
             module = self.module_
             terms["consistency"] = (
-                self.consistency_weight,
+                weight,
                 consistency_loss(
                     module.encoder, module.decoder, y_pred["slots"], self.recombination
                 ),
@@ -117,6 +112,36 @@ class SlotAutoencoderNet(NeuralNet):
         super().on_epoch_end(net, **kwargs)
 
 
+class LossWeight(Callback):
+    """Weigh the loss term ``term`` of a :class:`SlotAutoencoderNet` by
+    ``weight`` in the epochs ``first`` to ``last`` (counted from 1; None: to
+    the end) and by 0 in the others: a warm-up that starts a term late, or a
+    penalty that weighs the first epochs only.
+
+    Parameters
+    ----------
+    term : {"interaction", "consistency"}
+        The loss term.
+    weight : float
+        Its weight while active.
+    first : int, default=1
+        First epoch that weighs it.
+    last : int or None, default=None
+        Last epoch that weighs it; None: every epoch from ``first`` on.
+    """
+
+    def __init__(self, term, weight, first=1, last=None):
+        self.term = term
+        self.weight = weight
+        self.first = first
+        self.last = last
+
+    def on_epoch_begin(self, net, **kwargs):
+        epoch = len(net.history)  # the epoch in progress, counted from 1
+        active = epoch >= self.first and (self.last is None or epoch <= self.last)
+        net.loss_weights_[self.term] = self.weight if active else 0.0
+
+
 class DivergenceError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
@@ -140,7 +165,7 @@ class StopOnNonFiniteLoss(Callback):
             raise DivergenceError(len(net.history))
 
 
-class MatchedSlotLoss(nn.Module):
+class MatchedSlotLoss(torch.nn.Module):
     """Slot-order-invariant mean squared error (criterion for replay with a pool)."""
 
     def forward(self, pred, target):

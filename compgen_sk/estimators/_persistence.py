@@ -24,8 +24,11 @@ from sklearn.frozen import FrozenEstimator
 from skorch.history import History
 from torch import nn
 
-from .. import __version__
-from .._torch import resolve_device
+from .._torch import resolve_device, seeded
+from .._version import __version__
+from ..decoders import AdditiveDecoder, MaskedDecoder, MLPDecoder, TransformerDecoder
+from ..encoders import ConvEncoder, MLPEncoder
+from ..search import GradientSearch
 from .baseline import EncoderBaseline
 from .generative import GenerativeInverter
 from .replay import ReplayEncoder
@@ -36,6 +39,19 @@ _FORMAT = "compgen-sk estimator"
 _FORMAT_VERSION = 1
 _CLASSES = {
     cls.__name__: cls for cls in (GenerativeInverter, EncoderBaseline, ReplayEncoder)
+}
+# Parameter objects (decoders, encoders, search), stored as their parameters.
+_SPECS = {
+    cls.__name__: cls
+    for cls in (
+        AdditiveDecoder,
+        MaskedDecoder,
+        TransformerDecoder,
+        MLPDecoder,
+        ConvEncoder,
+        MLPEncoder,
+        GradientSearch,
+    )
 }
 # Fitted attributes that are rebuilt rather than stored as data.
 _REBUILT = ("net_", "generator_", "encoder_", "decoder_")
@@ -229,12 +245,13 @@ def _check_architecture(estimator):
     on_cpu = copy.copy(estimator)  # rebuilt on the CPU, wherever it was fitted
     on_cpu.device = "cpu"
     try:
-        with on_cpu._seeded(0):
-            rebuilt = on_cpu._new_net().initialize().module_.state_dict()
+        with seeded(0, "cpu"):
+            candidate = on_cpu._fitted_candidate()
+            rebuilt = on_cpu._new_net(candidate).initialize().module_.state_dict()
         same = {k: tuple(v.shape) for k, v in rebuilt.items()} == {
             k: tuple(v.shape) for k, v in fitted.items()
         }
-    except (AttributeError, ValueError, TypeError, RuntimeError):
+    except (AttributeError, ValueError, TypeError, RuntimeError, StopIteration):
         same = False
     if not same:
         raise ValueError(
@@ -267,6 +284,14 @@ def _encode_param(estimator, key, value, notes):
             return {"__fitted_generator__": True, "frozen": True}
         return {
             "__estimator__": type(value).__name__,
+            "params": {
+                k: _encode_param(value, k, v, notes)
+                for k, v in value.get_params(deep=False).items()
+            },
+        }
+    if type(value).__name__ in _SPECS and type(value) is _SPECS[type(value).__name__]:
+        return {
+            "__spec__": type(value).__name__,
             "params": {
                 k: _encode_param(value, k, v, notes)
                 for k, v in value.get_params(deep=False).items()
@@ -392,8 +417,8 @@ def _restore(record, device):
         setattr(estimator, key, _decode(value, arrays))
     if generator is not None:
         estimator.generator_ = generator
-    with estimator._seeded(0):  # initial weights are overwritten below
-        net = estimator._new_net()
+    with seeded(0, device):  # initial weights are overwritten below
+        net = estimator._new_net(estimator._fitted_candidate())
         net.initialize()
     try:
         net.module_.load_state_dict(record["state_dict"])
@@ -404,7 +429,7 @@ def _restore(record, device):
         ) from exc
     net.history = History(json.loads(record["history"]))
     estimator.net_ = net
-    estimator._set_public_modules()
+    estimator._set_fitted_modules()
     return estimator
 
 
@@ -413,6 +438,9 @@ def _decode(value, arrays):
         return [_decode(v, arrays) for v in value]
     if not isinstance(value, dict):
         return value
+    if "__spec__" in value:
+        params = {k: _decode(v, arrays) for k, v in value["params"].items()}
+        return _SPECS[value["__spec__"]](**params)
     if "__array__" in value:
         return arrays[value["__array__"]].numpy()
     if "__object_array__" in value:

@@ -9,11 +9,16 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._concepts import slot_targets
 from .._sklearn_compat import StrOptions, _fit_context
+from ..decoders import MLPDecoder, check_decoder
 from ..modules import SlotAutoencoder, SlotRegressor
-from ._base import SlotEstimatorBase
+from ._base import SlotEstimatorBase, _with_threads, share_docs
+from ._data import check_X, check_y_length
+from ._inference import map_array
 from ._nets import SlotAutoencoderNet
+from ._training import make_net
 
 
+@share_docs
 class EncoderBaseline(SlotEstimatorBase):
     """An encoder trained on in-domain data; ``transform`` is one forward pass.
 
@@ -34,70 +39,27 @@ class EncoderBaseline(SlotEstimatorBase):
         ``"supervised"`` requires ``y``: latents (n, K, m) or (n, K * m), or a
         concept table whose columns ``"<slot>_<concept>"`` group by true slot
         (categorical concepts one-hot). Targets are standardized per column.
-    decoder_params : dict or None, default=None
-        Options of the unconstrained decoder (``"autoencoder"`` only), e.g.
-        ``{"renderer": "mlp", "hidden": (256, 256)}``; its renderer is chosen
-        as in :class:`GenerativeInverter`.
-    encoder : {"auto", "cnn", "mlp"} or torch.nn.Module, default="auto"
-        Encoder backbone; a user-supplied module maps inputs to features (n, F)
-        and is copied before training.
-    encoder_params : dict or None, default=None
-        Options of the named backbone (``channels``, ``n_layers``, ``hidden``).
+    decoder : "mlp" or MLPDecoder, default="mlp"
+        The unconstrained decoder of ``"autoencoder"``
+        (:class:`~compgen_sk.MLPDecoder`: its renderer and widths).
+    encoder : {"auto", "cnn", "mlp"}, encoder or torch.nn.Module, default="auto"
+        The encoder's backbone, as in :class:`GenerativeInverter`.
     max_epochs : int, default=80
         Cap on the training epochs (training stops earlier on a plateau, see
         ``tol``).
-    n_init : int, default=1
-        Trainings from different initializations; the one with the lowest
-        final training loss is kept (``best_init_``), as in
-        :class:`~sklearn.cluster.KMeans`. Costs ``n_init`` fits (each of both
-        renderers where ``"auto"`` fits both).
-    tol : float >= 0 or None, default=1e-4
-        Training stops once the training loss has not improved by ``tol`` for
-        ``n_iter_no_change`` epochs (``max_epochs`` is a cap); the learning rate
-        halves after 4 such epochs. The training loss is standardized: 1 - R² of
-        the reconstruction or of the supervised targets. None trains all
-        ``max_epochs`` epochs.
-    n_iter_no_change : int, default=10
-        Epochs without a ``tol`` improvement that stop training.
-    batch_size : int, default=64
-        Samples per training step.
-    lr : float, default=1e-3
-        Learning rate of training.
-    optimizer : {"adamw", "adam", "sgd", "rmsprop"} or torch optimizer class, \
-default="adamw"
-    optimizer_params : dict or None, default=None
-        Extra optimizer arguments, e.g. ``{"weight_decay": 1e-4}``.
+    {{training}}
     validation_fraction : float in (0, 1) or None, default=None
         Hold out this fraction of X to record ``valid_loss`` (for
         :class:`skorch.callbacks.EarlyStopping`); None trains on all of X.
-    n_jobs : int or None, default=None
-        Candidate fits (the ``n_init`` restarts, times both renderers where
-        ``"auto"`` fits both) trained at once, in worker processes that share
-        torch's threads out among them; 1 fits them one after another in this
-        process, -1 uses every CPU. None: the ``n_jobs`` of a
-        :func:`joblib.parallel_config` around ``fit``, else as many as torch
-        has threads (``torch.get_num_threads()``), so the fit keeps to the
-        cores that one torch fit would use. Candidates run in turn on a GPU,
-        and for data read on demand or in-memory arrays over 1 GiB. The
-        thread count changes floating-point rounding, so results are
-        reproducible for one ``n_jobs`` and machine.
-    device : str or torch.device, default="cpu"
-        Where to train and infer ("cpu", "cuda", "cuda:1", …).
-    callbacks : list of skorch callbacks or None, default=None
-        E.g. ``[ProgressBar()]``; copied before use. A ``(name, callback)``
-        pair under a default's name (``"lr_plateau"``, ``"gradient_clipping"``,
-        ``"divergence"``, ``"plateau_stopping"``) replaces that default.
-    random_state : int, RandomState instance or None, default=None
-        Seeds initialization, shuffling and every random draw of ``fit``; the
-        same int on CPU gives the same result. None draws a seed from NumPy's
-        global generator, as scikit-learn does.
-    verbose : int, default=0
-        Print skorch's epoch log and a search progress bar when > 0.
+    {{runtime}}
 
     Attributes
     ----------
-    net_ : skorch.NeuralNet
-        The fitted net; ``net_.module_.encoder`` is the encoder.
+    {{fitted}}
+    decoder_ : torch.nn.Module or None
+        The fitted unconstrained decoder (``"autoencoder"``); None for
+        ``"supervised"``, which trains no decoder.
+    {{renderer}}
     target_mean_, target_scale_ : ndarray of shape (K, m)
         Standardization of the supervised targets (``"supervised"`` only).
     concept_categories_ : dict or None
@@ -105,46 +67,14 @@ default="adamw"
         only): column -> its categories (one-hot encoded), or None for a
         continuous column; None when ``y`` was an array. ``score`` encodes
         its ``y`` the same way and raises on a category not seen at fit.
-    encoder_ : torch.nn.Module
-        The fitted slot encoder: inputs (n, ...) to slots (n, n_slots, slot_dim).
-    decoder_ : torch.nn.Module or None
-        The fitted unconstrained decoder (``"autoencoder"``); None for
-        ``"supervised"``, which trains no decoder.
-    n_slots_ : int
-        Number of inferred slots.
-    slot_dim_ : int
-        Dimension of each inferred slot.
-    n_iter_ : int
-        Epochs run by the kept fit.
-    loss_curve_ : list of float
-        Its training loss per epoch.
-    converged_ : bool
-        Whether it stopped on a loss plateau before the epoch cap.
-    init_losses_ : ndarray of shape (n_init,)
-        Final training loss of every initialization.
-    best_init_ : int
-        Index of the kept initialization.
-    renderer_ : str or None
-        The renderer that draws the slots (``"mlp"``, ``"conv"`` or
-        ``"broadcast"``): the one ``decoder_params`` names, or the one that
-        ``"auto"`` kept (:ref:`decoder-renderers`); None where no renderer is
-        trained (``objective="supervised"``).
-    renderer_losses_ : dict or None
-        Where ``"auto"`` fitted both renderers (images, no renderer options),
-        each one's final training loss in the kept initialization (``inf``
-        for a renderer whose fit diverged); None otherwise.
-    data_mean_ : ndarray of the shape of one sample
-        Mean of X; with ``data_scale_``, the standardization that the
-        networks work in.
-    data_scale_ : float
-        Root mean squared deviation of X from ``data_mean_``.
-    input_shape_ : tuple
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
 
     See Also
     --------
     GenerativeInverter : Inverts a decoder instead.
+
+    Notes
+    -----
+    {{convergence}}
 
     Examples
     --------
@@ -157,12 +87,13 @@ default="adamw"
     (200, 4)
     """
 
+    _trains_decoder = True
+
     _parameter_constraints: dict = {
         **SlotEstimatorBase._parameter_constraints,
-        **SlotEstimatorBase._training_constraints,
-        **SlotEstimatorBase._fit_control_constraints,
+        **SlotEstimatorBase._slot_constraints,
         "objective": [StrOptions({"autoencoder", "supervised"})],
-        "decoder_params": [dict, None],
+        "decoder": [StrOptions({"mlp"}), MLPDecoder],
     }
 
     def __init__(
@@ -171,9 +102,8 @@ default="adamw"
         n_slots=2,
         slot_dim=4,
         objective="autoencoder",
-        decoder_params=None,
+        decoder="mlp",
         encoder="auto",
-        encoder_params=None,
         max_epochs=80,
         n_init=1,
         tol=1e-4,
@@ -192,9 +122,8 @@ default="adamw"
         self.n_slots = n_slots
         self.slot_dim = slot_dim
         self.objective = objective
-        self.decoder_params = decoder_params
+        self.decoder = decoder
         self.encoder = encoder
-        self.encoder_params = encoder_params
         self.max_epochs = max_epochs
         self.n_init = n_init
         self.tol = tol
@@ -222,12 +151,15 @@ default="adamw"
             :class:`numpy.memmap`: X is read a batch at a time, never copied whole.
         y : array-like or DataFrame, default=None
             Ground-truth latents or concepts; required for
-            ``objective="supervised"``, ignored otherwise.
+            ``objective="supervised"``, else ignored (a y of another length
+            than X raises).
 
         Returns
         -------
         self : EncoderBaseline
         """
+        if self.objective == "autoencoder":
+            check_y_length(y, X)
         return self._fit(X, y)
 
     def _training_data(self, X, y):
@@ -236,23 +168,31 @@ default="adamw"
             return X, None
         return X, self._standardize_targets(X, y, reset=True)
 
-    def _new_net(self):
-        """A fresh, unfitted net for the fitted input shape (and targets)."""
-        shape = self.input_shape_
-        encoder = self._build_encoder(shape, self.n_slots, self.slot_dim)
+    def _candidates(self):
         if self.objective == "supervised":
-            module = SlotRegressor(encoder, self.target_mean_.shape[1])
-            return self._make_net(module, max_epochs=self.max_epochs)
-        decoder = self._build_decoder("mlp", shape)
-        return self._make_net(
-            SlotAutoencoder(encoder, decoder),
+            return [None]
+        return check_decoder(self.decoder).candidates(self.input_shape_)
+
+    def _new_net(self, candidate):
+        """A fresh, unfitted net: the encoder with a readout of the targets
+        (``"supervised"``) or with the decoder ``candidate``."""
+        encoder = self._build_encoder(self.n_slots, self.slot_dim)
+        if candidate is None:
+            return make_net(self, SlotRegressor(encoder, self.target_mean_.shape[1]))
+        return make_net(
+            self,
+            SlotAutoencoder(encoder, self._build_decoder(candidate)),
             net_class=SlotAutoencoderNet,
-            max_epochs=self.max_epochs,
             reconstruction_scale=self.data_scale_,
         )
 
-    def _decoder_name(self):
-        return "mlp" if self.objective == "autoencoder" else None
+    def _set_fitted_modules(self):
+        self.encoder_ = self.net_.module_.encoder
+        self.decoder_ = self.net_.module_.decoder if self._has_decoder() else None
+        self._set_slot_shape()
+
+    def _has_decoder(self):
+        return self.objective == "autoencoder"
 
     def _training_r2(self):
         if self.objective == "supervised":  # targets are standardized per column
@@ -290,17 +230,7 @@ default="adamw"
         wide = targets.astype(np.float64)
         return ((wide - self.target_mean_) / self.target_scale_).astype(np.float32)
 
-    def _encoder(self):
-        return self.net_.module_.encoder
-
-    def _decoder(self):
-        if not self._has_decoder():
-            raise ValueError("objective='supervised' trains no decoder.")
-        return self.net_.module_.decoder
-
-    def _has_decoder(self):
-        return self.objective == "autoencoder"
-
+    @_with_threads
     def score(self, X, y=None, sample_weight=None):
         """Reconstruction R² (autoencoder) or R² of the supervised readout.
 
@@ -321,9 +251,11 @@ default="adamw"
         check_is_fitted(self)
         if self.objective == "autoencoder":
             return super().score(X, sample_weight=sample_weight)
-        X = self._validate_X(X, reset=False)
+        X = check_X(self, X, reset=False)
         targets = self._standardize_targets(X, y, reset=False)
-        predictions = self._map_array(self.net_.module_, X, targets.shape[1:])
+        module = self.net_.module_
+        device = self._inference_device()
+        predictions = map_array(module, X, targets.shape[1:], device, module)
         n = len(targets)
         # In float64: float32 sums would give constant columns a spurious variance.
         return r2_score(

@@ -1,23 +1,23 @@
 """Torch modules: slot encoders, decoders and their pairings.
 
 Plain :class:`torch.nn.Module` classes that know nothing of scikit-learn; the
-estimators in :mod:`compgen_sk.estimators` build and train them through skorch.
+estimators in :mod:`compgen_sk.estimators` build them from the specifications
+in :mod:`compgen_sk.decoders` and :mod:`compgen_sk.encoders` and train them
+through skorch.
 """
 
 from .autoencoder import SlotAutoencoder, SlotRegressor
 from .decoders import (
-    DECODERS,
-    RENDERER_DECODERS,
     RENDERERS,
-    AdditiveDecoder,
+    AdditiveDecoderModule,
     BroadcastRenderer,
     ConvRenderer,
-    MaskedDecoder,
-    MLPDecoder,
+    MaskedDecoderModule,
+    MLPDecoderModule,
     MLPRenderer,
-    TransformerDecoder,
+    TransformerDecoderModule,
     interaction_penalty,
-    make_decoder,
+    make_renderer,
     overlap_penalty,
 )
 from .encoders import (
@@ -25,33 +25,27 @@ from .encoders import (
     MLPBackbone,
     SlotEncoder,
     gaussian_kl,
-    infer_out_features,
-    make_backbone,
 )
 from .scaling import RescaledDecoder, Standardize
 
 __all__ = [
-    "DECODERS",
     "RENDERERS",
-    "RENDERER_DECODERS",
-    "AdditiveDecoder",
+    "AdditiveDecoderModule",
     "BroadcastRenderer",
     "ConvBackbone",
     "ConvRenderer",
     "MLPBackbone",
-    "MLPDecoder",
+    "MLPDecoderModule",
     "MLPRenderer",
-    "MaskedDecoder",
+    "MaskedDecoderModule",
     "RescaledDecoder",
     "SlotAutoencoder",
     "SlotEncoder",
     "SlotRegressor",
     "Standardize",
-    "TransformerDecoder",
+    "TransformerDecoderModule",
     "gaussian_kl",
-    "infer_out_features",
     "interaction_penalty",
-    "make_backbone",
-    "make_decoder",
+    "make_renderer",
     "overlap_penalty",
 ]

@@ -6,13 +6,16 @@ Every decoder maps slots ``z`` of shape (n, K, d) to outputs of shape
 ``render_slots(z)`` of shape ``(n, K, *output_shape)``.
 
 =============  ==============================================  =====================
-name           composition                                     slot interaction
+module         composition                                     slot interaction
 =============  ==============================================  =====================
 additive       per-slot renderings summed                      none
 masked         per-slot renderings, softmax masks over slots   occlusion only
 transformer    pixel queries cross-attend to the slots         bounded, penalized
 mlp            one network on the concatenated slots           any
 =============  ==============================================  =====================
+
+The estimators build these modules from decoder specifications
+(:mod:`compgen_sk.decoders`).
 """
 
 from __future__ import annotations
@@ -23,12 +26,8 @@ import numbers
 import torch
 from torch import nn
 
-#: Names accepted by :func:`make_decoder`.
-DECODERS = ("additive", "masked", "transformer", "mlp")
 #: Names accepted as ``renderer`` by the decoders that render with one.
 RENDERERS = ("mlp", "conv", "broadcast")
-#: Decoders that take a ``renderer``.
-RENDERER_DECODERS = ("additive", "masked", "mlp")
 _MIN_CONV_MAP = 4
 
 
@@ -90,13 +89,21 @@ class ConvRenderer(nn.Module):
     output_shape : (C, H, W)
         Shape of one output image: channels, height and width. Other shapes raise
         a ValueError.
-    channels : int, default=32
-        Channels of the starting feature map and of every transposed convolution.
+    hidden : tuple of one int, default=(32,)
+        Channels of the starting feature map and of every transposed
+        convolution.
     """
 
-    def __init__(self, in_dim, output_shape, channels=32):
+    def __init__(self, in_dim, output_shape, hidden=(32,)):
         super().__init__()
         out_channels, height, width = _image_shape(output_shape, "conv")
+        hidden = tuple(hidden)
+        if len(hidden) != 1:
+            raise ValueError(
+                "renderer='conv' takes one width, its channels: hidden=(32,); got "
+                f"hidden={hidden!r}."
+            )
+        (channels,) = hidden
         n_up = max(0, int(math.log2(min(height, width) / _MIN_CONV_MAP)))
         self.start = (
             channels,
@@ -137,9 +144,8 @@ class BroadcastRenderer(nn.Module):
         Shape of one output image: channels, height and width. Other shapes raise
         a ValueError.
     hidden : tuple of int, default=(32, 32)
-        Widths of the hidden layers, each followed by a ReLU; at least one. A
-        single layer could not draw sprites (R² 0.2–0.3 where two layers reach
-        0.88): shapes need edges, then their intersection.
+        Widths of the hidden layers, each followed by a ReLU; at least one
+        (shapes need two: edges, then their intersection).
     gain : float, default=9.0
         The weights are stored divided by ``gain`` and every layer's output is
         multiplied by it. The function at initialization is unchanged, but an
@@ -147,11 +153,9 @@ class BroadcastRenderer(nn.Module):
         at the estimator's learning rate as it would at ``gain`` times that
         rate, while the encoder keeps its own. (Exactly so for Adam and
         RMSprop; AdamW's weight decay acts on the stored weights, and plain
-        SGD moves them ``gain**2`` times as far.) Inside a whole model it
-        needs this: at ``lr=1e-3`` on two sprites (three seeds) the training
-        images were reconstructed with R² 0.80 ± 0.11 at ``gain=3`` and 0.939
-        ± 0.002 at 9 (:ref:`decoder-renderers`). Weights saved without a gain
-        load at ``gain=1``, the scale they were trained at.
+        SGD moves them ``gain**2`` times as far.) Inside a whole model the
+        renderer must learn faster than the encoder that feeds it; the user
+        guide (:ref:`decoder-renderers`) says how the default was chosen.
     """
 
     def __init__(self, in_dim, output_shape, hidden=(32, 32), gain=9.0):
@@ -178,11 +182,6 @@ class BroadcastRenderer(nn.Module):
         with torch.no_grad():
             for weight in self.parameters():
                 weight.div_(gain)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Weights saved before the gain existed were trained at gain 1.
-        state_dict.setdefault(prefix + "gain", torch.tensor(1.0))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, z):
         channels, height, width = self.output_shape
@@ -227,7 +226,7 @@ class _PerSlotRenderers(nn.Module):
         return torch.stack([r(z[:, k]) for k, r in enumerate(self.renderers)], dim=1)
 
 
-class AdditiveDecoder(nn.Module):
+class AdditiveDecoderModule(nn.Module):
     """``f(z) = sum_k f_k(z_k)``: slots never interact (Lachapelle et al. 2023).
 
     Parameters
@@ -249,7 +248,7 @@ class AdditiveDecoder(nn.Module):
         ``forward_with_penalty`` also returns :func:`overlap_penalty` of the
         slots' renderings (else None), for a loss to weigh.
     **renderer_params
-        Passed to the renderer (``hidden`` or ``channels``).
+        Passed to the renderer (``hidden``).
     """
 
     def __init__(
@@ -289,7 +288,7 @@ class AdditiveDecoder(nn.Module):
         return renderings.sum(dim=1), overlap_penalty(renderings)
 
 
-class MaskedDecoder(nn.Module):
+class MaskedDecoderModule(nn.Module):
     """Per-slot renderings composited by softmax masks over slots (occlusion).
 
     Each slot is rendered to its content and a mask logit per output element
@@ -311,7 +310,7 @@ class MaskedDecoder(nn.Module):
         Network that renders each slot: :class:`MLPRenderer` (any output),
         :class:`ConvRenderer` or :class:`BroadcastRenderer` (images only).
     **renderer_params
-        Passed to the renderer (``hidden`` or ``channels``).
+        Passed to the renderer (``hidden``).
     """
 
     def __init__(
@@ -429,7 +428,7 @@ def overlap_penalty(renderings):
     return pairwise.sum(dim=1) / (squares.sum(dim=1) + 1e-6)
 
 
-class TransformerDecoder(nn.Module):
+class TransformerDecoderModule(nn.Module):
     """Output-element queries that cross-attend to the slots (Brady et al. 2025).
 
     Every pixel (or vector feature) has a learned positional query; ``n_layers``
@@ -505,7 +504,7 @@ class TransformerDecoder(nn.Module):
         return self.forward_with_penalty(z)[0]
 
 
-class MLPDecoder(nn.Module):
+class MLPDecoderModule(nn.Module):
     """An unconstrained decoder on the concatenated slots: the no-bias baseline.
 
     Parameters
@@ -521,7 +520,7 @@ class MLPDecoder(nn.Module):
         Network on the concatenated slots ``(n, K * d)``: :class:`MLPRenderer` (any
         output), :class:`ConvRenderer` or :class:`BroadcastRenderer` (images only).
     **renderer_params
-        Passed to the renderer (``hidden`` or ``channels``).
+        Passed to the renderer (``hidden``).
     """
 
     def __init__(
@@ -534,37 +533,3 @@ class MLPDecoder(nn.Module):
 
     def forward(self, z):
         return self.net(z.flatten(1))
-
-
-def make_decoder(name, n_slots, slot_dim, output_shape, **params):
-    """A decoder by name (see the module docstring).
-
-    Parameters
-    ----------
-    name : {"additive", "masked", "transformer", "mlp"}
-        Decoder class: :class:`AdditiveDecoder`, :class:`MaskedDecoder`,
-        :class:`TransformerDecoder` or :class:`MLPDecoder`.
-    n_slots : int
-        Number of slots K.
-    slot_dim : int
-        Dimension d of each slot.
-    output_shape : tuple of int
-        Shape of one output sample: ``(C, H, W)`` for images or ``(D,)`` for
-        vectors.
-    **params
-        Passed to the decoder class.
-
-    Returns
-    -------
-    decoder : nn.Module
-        The new, untrained decoder.
-    """
-    classes = {
-        "additive": AdditiveDecoder,
-        "masked": MaskedDecoder,
-        "transformer": TransformerDecoder,
-        "mlp": MLPDecoder,
-    }
-    if name not in classes:
-        raise ValueError(f"Unknown decoder {name!r}; use one of {DECODERS}.")
-    return classes[name](n_slots, slot_dim, tuple(output_shape), **params)

@@ -77,41 +77,6 @@ class MLPBackbone(nn.Module):
         return self.net(x.flatten(1))
 
 
-def infer_out_features(backbone, input_shape):
-    """Width of a backbone's output, from its ``out_features`` or one dry forward.
-
-    Parameters
-    ----------
-    backbone : nn.Module
-        Maps inputs (n, ...) to features (n, n_features). An integer
-        ``out_features`` attribute is trusted; otherwise the backbone runs once,
-        in eval mode and without gradient, on two zero inputs.
-    input_shape : tuple of int
-        Shape of one input sample.
-
-    Returns
-    -------
-    n_features : int
-        Number of features per sample.
-    """
-    width = getattr(backbone, "out_features", None)
-    if isinstance(width, int):
-        return width
-    was_training = backbone.training
-    backbone.eval()
-    with torch.no_grad():
-        param = next(backbone.parameters(), None)
-        device = param.device if param is not None else "cpu"
-        out = backbone(torch.zeros((2, *input_shape), device=device))
-    backbone.train(was_training)
-    if out.ndim != 2:
-        raise ValueError(
-            "A backbone must map (n, *input_shape) to (n, n_features); this one "
-            f"returns shape {tuple(out.shape)}."
-        )
-    return int(out.shape[1])
-
-
 class SlotEncoder(nn.Module):
     """Backbone followed by a linear head giving ``n_slots`` slots of ``slot_dim``.
 
@@ -123,7 +88,7 @@ class SlotEncoder(nn.Module):
     backbone : nn.Module
         Maps inputs to features (n, n_features).
     n_features : int
-        Width of the backbone's output (see :func:`infer_out_features`).
+        Width of the backbone's output.
     n_slots : int
         Number of slots K.
     slot_dim : int
@@ -171,33 +136,3 @@ def gaussian_kl(mean, log_var):
         KL divergence of each sample's posterior from the standard normal prior.
     """
     return 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).flatten(1).sum(1)
-
-
-def make_backbone(kind, input_shape, **params):
-    """A backbone by name: ``"cnn"`` for images (C, H, W), ``"mlp"`` for vectors.
-
-    Parameters
-    ----------
-    kind : {"cnn", "mlp"}
-    input_shape : tuple of int
-        Shape of one input sample.
-    **params
-        Passed to :class:`ConvBackbone` or :class:`MLPBackbone`.
-
-    Returns
-    -------
-    backbone : nn.Module
-    """
-    if kind == "cnn":
-        if len(input_shape) != 3:
-            raise ValueError(
-                f"encoder='cnn' needs images (n, C, H, W); got inputs of shape "
-                f"(n, {', '.join(map(str, input_shape))})."
-            )
-        return ConvBackbone(input_shape, **params)
-    if kind == "mlp":
-        n_features = 1
-        for size in input_shape:
-            n_features *= size
-        return MLPBackbone(n_features, **params)
-    raise ValueError(f"Unknown encoder {kind!r}; use 'cnn' or 'mlp'.")
