@@ -6,9 +6,6 @@ import numpy as np
 import pandas as pd
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-# Key of ``DataFrame.attrs`` marking a concept table whose true slots are
-# exchangeable objects (objects of one kind, in no fixed order).
-EXCHANGEABLE = "exchangeable_slots"
 
 
 def slot_of_column(name):

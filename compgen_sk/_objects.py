@@ -9,33 +9,23 @@ by alternation: fit the readouts on the assigned (slot, object) pairs, re-assign
 until (almost) no assignment changes (:ref:`background-metrics`). Readouts with
 ``warm_start`` (the built-in MLPs) continue from the previous round's weights.
 
-Shared by :func:`compgen_sk.metrics.slot_identifiability_score` and
-:class:`compgen_sk.SlotProbe` (``matching="per_sample"`` or ``"auto"``).
+Used by :class:`compgen_sk.SlotProbe` (``matching="per_sample"``).
 """
 
 from __future__ import annotations
 
-import itertools
-import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-from scipy.optimize import linear_sum_assignment
 from sklearn.utils import check_random_state
 
-from ._concepts import EXCHANGEABLE
+from ._assignment import best_assignment
 from ._readout import Concept, fit_readout, readout_score
 
 # Alternation rounds of fit and assignment at most; usually 2-4 are needed.
 MAX_ROUNDS = 8
 # The alternation stops once at most this share of samples change assignment.
 STABLE_SHARE = 0.002
-# Permutations enumerated at most (7 slots); more slots use the Hungarian
-# algorithm image by image.
-_MAX_PERMUTATIONS = 5040
-# Cost-array elements per chunk when enumerating permutations.
-_CHUNK_ELEMENTS = 2**22
 
 
 def concept_kind(name, slot_name):
@@ -78,35 +68,6 @@ def object_values(concepts, true_slots):
         for j in range(len(kinds))
     ]
     return kinds, categorical, values
-
-
-def best_assignment(cost):
-    """The injective slot-to-object assignment of lowest total cost, per sample.
-
-    Parameters
-    ----------
-    cost : ndarray of shape (n, K', K)
-        Cost of reading object ``j`` from inferred slot ``i``; ``K' >= K``.
-
-    Returns
-    -------
-    assignment : ndarray of int of shape (n, K)
-        The inferred slot of every object in every sample.
-    """
-    n, n_inferred, n_true = cost.shape
-    if math.perm(n_inferred, n_true) > _MAX_PERMUTATIONS:
-        return np.stack(
-            [linear_sum_assignment(c.T)[1] for c in cost]  # rows: objects
-        ).astype(int)
-    perms = np.asarray(list(itertools.permutations(range(n_inferred), n_true)))
-    columns = np.arange(n_true)
-    step = max(1, _CHUNK_ELEMENTS // (len(perms) * n_true))
-    best = np.empty(n, dtype=int)
-    for start in range(0, n, step):
-        block = cost[start : start + step]
-        totals = block[:, perms, columns].sum(axis=2)  # (b, P)
-        best[start : start + step] = totals.argmin(axis=1)
-    return perms[best]
 
 
 @dataclass
@@ -290,29 +251,6 @@ def object_scores(readouts, slots, concepts, true_slots, sample_weight=None):
         prediction = predictions[kind][rows, assignment[:, concept.slot]]
         scores.append(readout_score(concept, concept.values, prediction, sample_weight))
     return scores, assignment
-
-
-def uses_per_sample(matching, y, concepts, true_slots, n_inferred):
-    """Whether slots are matched to the objects of ``y`` per sample.
-
-    Always for ``"per_sample"``. For ``"auto"``, when ``y`` is a concept table
-    marked as holding exchangeable objects (``y.attrs["exchangeable_slots"]``,
-    set by :func:`~compgen_sk.datasets.make_sprites`) and per-sample matching
-    applies: two or more true slots with the same concepts, and as many
-    inferred slots; "auto" falls back to global matching otherwise.
-    """
-    if matching == "per_sample":
-        return True
-    marked = isinstance(y, pd.DataFrame) and bool(y.attrs.get(EXCHANGEABLE, False))
-    if matching != "auto" or not marked:
-        return False
-    if len(true_slots) < 2 or n_inferred < len(true_slots):
-        return False
-    try:
-        object_values(concepts, true_slots)
-    except ValueError:
-        return False
-    return True
 
 
 def per_sample_readouts(slots, concepts, true_slots, index, readout, random_state):

@@ -1,8 +1,9 @@
 """Reading concepts out of inferred slots, and matching slots to true slots.
 
-Shared by :func:`compgen_sk.metrics.slot_identifiability_score` and
-:class:`compgen_sk.SlotProbe`: one readout per (inferred slot, concept), a score
-matrix of inferred slots x true slots, and the Hungarian matching on it.
+The readouts of :class:`compgen_sk.SlotProbe` (which
+:func:`compgen_sk.metrics.slot_identifiability_score` fits too): one readout
+per (inferred slot, concept), a score matrix of inferred slots x true slots,
+and the Hungarian matching on it.
 """
 
 from __future__ import annotations
@@ -39,14 +40,15 @@ class Concept:
     categorical: bool
 
 
-def concepts_from_table(y, categorical="auto"):
+def concepts_from_table(y, categorical=False):
     """Concepts of ``y`` and the names of its true slots.
 
     ``y`` is a DataFrame whose columns ``"<slot>_<concept>"`` group by true slot
-    (categorical / object / bool columns are categorical), or an array: 1-D (one
-    concept of one slot), 2-D (n, K) (one concept per slot) or 3-D (n, K, m).
-    For numeric arrays, ``categorical`` is ``"auto"`` (integer arrays are
-    categorical), a bool, or the latent indices (within a slot) that are
+    (categorical / object / bool columns are categorical), or an array: 1-D or
+    (n, 1) (one concept of one slot), or 3-D (n, K, m) (m latents of each of K
+    true slots). A 2-D array of several columns is refused: it could be one
+    latent per slot or several latents of fewer slots. For numeric arrays,
+    ``categorical`` is a bool or the latent indices (within a slot) that are
     categorical; string or object arrays are class labels.
     """
     if isinstance(y, pd.Series):
@@ -70,13 +72,20 @@ def concepts_from_table(y, categorical="auto"):
     if y is None:
         raise ValueError("requires y to be passed, but the target y is None.")
     array = np.asarray(y)
-    if array.ndim == 1:
-        array = array[:, None, None]
-    elif array.ndim == 2:
-        array = array[:, :, None]
+    if array.ndim == 2 and array.shape[1] > 1:
+        n, width = array.shape
+        raise ValueError(
+            f"y is a 2-D array of {width} columns, which could be one latent of "
+            f"each of {width} true slots or several latents of fewer slots; say "
+            f"which: y[:, :, None] for one latent per slot, y.reshape({n}, K, m) "
+            "for K objects of m latents each, or a concept table (columns "
+            '"<slot>_<concept>").'
+        )
+    if array.ndim in (1, 2):
+        array = array.reshape(len(array), 1, 1)
     elif array.ndim != 3:
         raise ValueError(
-            "y must be a concept table, or latents of shape (n,), (n, K) or "
+            "y must be a concept table, or latents of shape (n,), (n, 1) or "
             f"(n, K, m); got shape {array.shape}."
         )
     if array.dtype.kind == "c":
@@ -87,8 +96,6 @@ def concepts_from_table(y, categorical="auto"):
     n_latents = array.shape[2]
     if labels:
         flags = [True] * n_latents
-    elif isinstance(categorical, str) and categorical == "auto":
-        flags = [array.dtype.kind in "biu"] * n_latents
     elif isinstance(categorical, bool | np.bool_):
         flags = [bool(categorical)] * n_latents
     else:

@@ -8,13 +8,12 @@ holding a decoder.
 
 from __future__ import annotations
 
-import itertools
 import math
 
-import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch.utils.data import IterableDataset
+
+from ._assignment import best_assignment
 
 __all__ = [
     "ReplayStream",
@@ -30,8 +29,6 @@ _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
 # Pairs rendered together when a ReplayStream is iterated pair by pair.
 _STREAM_BATCH = 256
-# Above this many slots, enumerating slot permutations costs more than Hungarian.
-_MAX_SLOTS_ENUMERATED = 6
 
 
 def _per_sample_sse(decoder, z, x):
@@ -174,8 +171,8 @@ def matched_slot_mse(pred, target):
     """Mean squared error after matching predicted to target slots per sample.
 
     For every sample the slot permutation with the lowest error is used
-    (all permutations for up to 6 slots, else the Hungarian algorithm), so the
-    loss does not depend on slot order.
+    (:func:`~compgen_sk._assignment.best_assignment`), so the loss does not
+    depend on slot order; the gradient flows through the matched errors.
 
     Parameters
     ----------
@@ -187,23 +184,13 @@ def matched_slot_mse(pred, target):
     Returns
     -------
     loss : Tensor (scalar)
-        Mean over samples of the per-element squared error of matched slots.
+        Mean over samples and slots of the per-element squared error of
+        matched slots.
     """
-    n_slots = pred.shape[1]
     cost = (pred[:, :, None] - target[:, None]).pow(2).mean(dim=-1)  # (n, K, K)
-    if n_slots <= _MAX_SLOTS_ENUMERATED:
-        perms = torch.tensor(
-            list(itertools.permutations(range(n_slots))), device=pred.device
-        )
-        slots = torch.arange(n_slots, device=pred.device)
-        per_perm = cost[:, slots, perms].mean(dim=-1)  # (n, n_perms)
-        return per_perm.min(dim=1).values.mean()
-    matched = []
-    for c in cost.detach().cpu().numpy():
-        row, col = linear_sum_assignment(c)
-        matched.append(col[np.argsort(row)])
-    index = torch.as_tensor(np.stack(matched), device=pred.device)
-    return cost.gather(2, index[:, :, None]).mean()
+    assignment = best_assignment(cost.detach().cpu().numpy())  # (n, K)
+    index = torch.as_tensor(assignment, device=pred.device)
+    return cost.gather(1, index[:, None, :]).mean()
 
 
 def recombine_slots(slots, mode="shuffle", generator=None):

@@ -2,9 +2,9 @@
 
 See :ref:`background-metrics`.
 
-- :func:`slot_identifiability_score`: readouts from every inferred slot to every
-  true slot, Hungarian matching, mean matched R² / accuracy (Wiedemer et al. 2024;
-  Lachapelle et al. 2023).
+- :func:`slot_identifiability_score`: a :class:`~compgen_sk.SlotProbe` fitted on
+  some samples and scored on the others: mean matched R² / accuracy (Wiedemer et
+  al. 2024; Lachapelle et al. 2023).
 - :func:`reconstruction_r2`: R² of reconstructing inputs through an estimator.
 - :func:`jacobian_interaction_score` and :func:`compositional_contrast`: how much
   the decoder lets slots interact, from its Jacobian (Brady et al.).
@@ -26,23 +26,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._concepts import FLOAT32_MAX
-from ._objects import (
-    object_scores,
-    per_sample_readouts,
-    uses_per_sample,
-)
-from ._readout import (
-    Concept,
-    concepts_from_table,
-    match_slots,
-    score_matrix,
-    split_slots,
-)
+from ._readout import concepts_from_table, split_slots
+from .probe import SlotProbe
 from ._sklearn_compat import (
     HasMethods,
     Interval,
     StrOptions,
     check_sample_weight,
+    safe_indexing,
     validate_params,
 )
 from ._torch import eval_mode
@@ -80,8 +71,8 @@ _FIT_FRACTION = 0.5
         "n_slots": [Interval(Integral, 1, None, closed="left"), None],
         "fit_mask": ["array-like", None],
         "readout": [StrOptions({"mlp", "linear"}), HasMethods(["fit", "predict"])],
-        "categorical": [StrOptions({"auto"}), "boolean", list, None],
-        "matching": [StrOptions({"auto", "global", "per_sample"})],
+        "categorical": ["boolean", list],
+        "matching": [StrOptions({"global", "per_sample"})],
         "return_details": ["boolean"],
         "random_state": ["random_state"],
     },
@@ -93,29 +84,22 @@ def slot_identifiability_score(
     *,
     n_slots=None,
     fit_mask=None,
-    readout="mlp",
-    categorical=None,
-    matching="auto",
+    readout="linear",
+    categorical=False,
+    matching="global",
     return_details=False,
     random_state=None,
 ):
     """How well inferred slots identify the true slots, up to permutation.
 
-    For every inferred slot ``i`` and true slot ``j`` a readout is fitted from
-    slot ``i`` to each latent of slot ``j``, on the samples in ``fit_mask``, and
-    scored on the others: R² for continuous latents, accuracy for categorical
-    ones, averaged over the latents of slot ``j``. Inferred slots are matched to
-    true slots by the Hungarian algorithm on this score matrix, and the score is
-    the mean matched score over the true slots (:ref:`background-metrics`); a
-    true slot left without an inferred slot (fewer inferred than true slots)
-    scores 0.
-
-    Objects of one kind (two sprites) have no fixed order: which slot holds
-    which object may change from sample to sample. ``matching="per_sample"``
-    then fits one readout per concept shared by all inferred slots, and assigns
-    slots to objects in every sample by the lowest readout error, alternating
-    fits and assignments until they agree; the readouts fitted on ``fit_mask``
-    samples score the others, each assigned with its own true latents.
+    A :class:`~compgen_sk.SlotProbe` with these ``readout``, ``categorical``
+    and ``matching`` is fitted on the samples in ``fit_mask`` — it matches
+    inferred slots to true slots by the Hungarian algorithm on held-out
+    readout scores, or per sample for exchangeable objects — and scores each
+    concept on the other samples: R² for continuous latents, accuracy for
+    categorical ones. The score is the mean over true slots of their
+    concepts' mean score (:ref:`background-metrics`); a true slot left
+    without an inferred slot (fewer inferred than true slots) scores 0.
 
     To score out-of-domain identifiability, fit the readouts on ID samples and
     evaluate them on OOD samples::
@@ -127,10 +111,10 @@ def slot_identifiability_score(
 
     Parameters
     ----------
-    latents : array-like of shape (n_samples, K, m) or (n_samples, K), or DataFrame
-        Ground-truth latents: m per true slot, or one per true slot for a 2-D
-        array (so flat latents of K slots must be reshaped to (n_samples, K,
-        m) first); or a concept table (columns ``"<slot>_<concept>"``).
+    latents : array-like of shape (n_samples, K, m) or (n_samples,), or DataFrame
+        Ground-truth latents: m per true slot; or a concept table (columns
+        ``"<slot>_<concept>"``). A 2-D array of several columns is refused
+        as ambiguous: reshape it to (n_samples, K, m).
     slots : array-like of shape (n_samples, K', d) or (n_samples, K' * d)
         Inferred slots; flat slots need ``n_slots``.
     n_slots : int or None, default=None
@@ -138,38 +122,27 @@ def slot_identifiability_score(
     fit_mask : array-like of bool of shape (n_samples,) or None, default=None
         Samples that fit the readouts; the others evaluate them. None splits the
         samples in half at random.
-    readout : {"mlp", "linear"} or estimator, default="mlp"
-        Small MLP or linear model (Ridge / logistic regression) on standardized
-        slots, or any scikit-learn regressor (categorical latents then use it if it
-        is a classifier, else logistic regression).
-    categorical : "auto", bool, list of int or None, default=None
-        Which latents (indices within a slot) are categorical and scored by
-        accuracy; None: none; "auto": integer-valued arrays. Concept tables say it
-        themselves through their column dtypes.
-    matching : {"auto", "global", "per_sample"}, default="auto"
-        ``"global"``: one slot-to-object matching for all samples (slots with
-        roles: left / right cell, animal / background). ``"per_sample"``: an
-        assignment per sample (exchangeable objects); needs true slots with the
-        same concepts and at least as many inferred as true slots. ``"auto"``:
-        per-sample for a concept table marked as holding exchangeable objects
-        (``latents.attrs["exchangeable_slots"] = True``, as the concepts of
-        :func:`~compgen_sk.datasets.make_sprites` are) where it applies (two or
-        more objects of the same concepts, as many inferred slots), else
-        global. Choosing each sample's assignment with its true latents favours
-        any representation a little: slots of pure noise score up to about
-        0.07 with two objects.
+    readout : {"linear", "mlp"} or estimator, default="linear"
+        As :class:`~compgen_sk.SlotProbe`'s: ridge / logistic regression or a
+        small MLP on standardized slots, or any scikit-learn estimator.
+    categorical : bool or list of int, default=False
+        Which latents of an array are categorical, as
+        :class:`~compgen_sk.SlotProbe`'s; concept tables say it by dtype.
+    matching : {"global", "per_sample"}, default="global"
+        One slot-to-object matching for all samples (slots with roles), or an
+        assignment per sample (exchangeable objects, such as two sprites:
+        the datasets' ``exchangeable_slots``).
     return_details : bool, default=False
-        Also return a DataFrame with one row per (inferred slot, latent) (global
-        matching) or per latent (per-sample matching): its score, whether it is
-        matched, and the matching used.
+        Also return a DataFrame with one row per concept: its true slot, the
+        inferred slot read (-1: none; per-sample matching reads any), its
+        score, and the matching used.
     random_state : int, RandomState instance or None, default=None
-        Seeds the default split and MLP readouts.
+        Seeds the default split and the probe.
 
     Returns
     -------
     score : float
-        Mean matched score over the true slots (a true slot without an
-        inferred slot counts 0); 1 is perfect identification.
+        Mean score over the true slots; 1 is perfect identification.
     details : DataFrame
         Only with ``return_details=True``.
 
@@ -184,56 +157,42 @@ def slot_identifiability_score(
     ...                                  random_state=0), 2) >= 0.95
     True
     """
-    concepts, true_slots = concepts_from_table(
-        latents, categorical=categorical or False
-    )
     slots = split_slots(np.asarray(slots, dtype=np.float64), n_slots)
     if not np.isfinite(slots).all():
         raise ValueError("slots contain NaN or infinity.")
     n = len(slots)
+    concepts, _ = concepts_from_table(latents, categorical)
     if len(concepts[0].values) != n:
         raise ValueError(
             f"latents have {len(concepts[0].values)} samples but slots have {n}."
         )
     fit_index, eval_index = _fit_eval_split(n, fit_mask, random_state)
-    if uses_per_sample(matching, latents, concepts, true_slots, slots.shape[1]):
-        readouts, _ = per_sample_readouts(
-            slots, concepts, true_slots, fit_index, readout, random_state
-        )
-        evaluated = [
-            Concept(c.slot, c.name, c.values[eval_index], c.categorical)
-            for c in concepts
-        ]
-        scores, _ = object_scores(readouts, slots[eval_index], evaluated, true_slots)
-        score = float(np.mean(scores))
-        if not return_details:
-            return score
-        return score, pd.DataFrame(
-            {
-                "true_slot": [c.slot for c in concepts],
-                "concept": [c.name for c in concepts],
-                "categorical": [c.categorical for c in concepts],
-                "score": scores,
-                "matched": True,
-                "matching": "per_sample",
-            }
-        )
-    matrix, details = score_matrix(
-        slots, concepts, fit_index, eval_index, readout, random_state
+    flat = slots.reshape(n, -1)
+    probe = SlotProbe(
+        readout,
+        n_slots=slots.shape[1],
+        categorical=categorical,
+        matching=matching,
+        random_state=random_state,
     )
-    matching = match_slots(matrix)
-    matched = [(i, j) for j, i in enumerate(matching) if i >= 0]
-    # A true slot that no inferred slot holds (fewer inferred than true slots)
-    # scores 0: the mean runs over all true slots.
-    score = float(np.sum([matrix[i, j] for i, j in matched]) / len(matching))
+    probe.fit(flat[fit_index], safe_indexing(latents, fit_index))
+    scores = probe.concept_scores(flat[eval_index], safe_indexing(latents, eval_index))
+    per_slot = pd.Series(scores.to_numpy()).groupby(probe.concept_slots_).mean()
+    score = float(per_slot.mean())
     if not return_details:
         return score
-    pairs = set(matched)
-    details["matched"] = [
-        (i, j) in pairs for i, j in zip(details["inferred_slot"], details["true_slot"])
-    ]
-    details["matching"] = "global"
-    return score, details
+    return score, pd.DataFrame(
+        {
+            "true_slot": probe.concept_slots_,
+            "concept": probe.concept_names_,
+            "categorical": probe.categorical_,
+            "inferred_slot": probe.matching_[probe.concept_slots_]
+            if not probe.per_sample_
+            else -1,
+            "score": scores.to_numpy(),
+            "matching": matching,
+        }
+    )
 
 
 def _fit_eval_split(n, fit_mask, random_state):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -22,6 +23,8 @@ __all__ = ["HeldOutCombinations", "train_test_split_combinations"]
 
 # Draws that may repeat an earlier split before a new one counts as impossible.
 _MAX_DRAWS = 100
+# Groups with more distinct combinations than this share of the samples warn.
+_MAX_COMBINATION_SHARE = 0.5
 
 
 def _concept_codes(groups, n_samples):
@@ -52,9 +55,21 @@ def _concept_codes(groups, n_samples):
         )
     if groups.isna().to_numpy().any():
         raise ValueError("groups contains missing values (NaN).")
-    return np.stack(
+    codes = np.stack(
         [pd.factorize(groups.iloc[:, j])[0] for j in range(groups.shape[1])], axis=1
     )
+    n_combinations = len(np.unique(codes, axis=0))
+    if n_combinations > _MAX_COMBINATION_SHARE * n_samples:
+        warnings.warn(
+            f"groups hold {n_combinations} distinct combinations among {n_samples} "
+            "samples: with continuous or finely graded concept values nearly every "
+            "sample is a combination of its own, and holding combinations out is "
+            "close to a random split. Bin such columns first (e.g. pd.cut(column, "
+            "4)) and pass the binned table as groups.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return codes
 
 
 def _held_out_combinations(codes, test_size, rng):

@@ -13,12 +13,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._objects import (
-    concept_kind,
-    object_scores,
-    per_sample_readouts,
-    uses_per_sample,
-)
+from ._objects import concept_kind, object_scores, per_sample_readouts
 from ._readout import (
     concepts_from_table,
     fit_readout,
@@ -54,11 +49,15 @@ class SlotProbe(BaseEstimator):
             .fit(X_id, concepts_id).score(X_ood, concepts_ood)
 
     Objects of one kind (two sprites) have no fixed order, so which slot holds
-    which object changes from sample to sample. With per-sample matching, every
-    concept of the kind has one readout shared by all inferred slots, fitted with
-    slots assigned to objects in every sample (alternating fits and assignments);
-    ``score`` assigns each sample's slots to its objects by the lowest readout
-    error against the ``y`` it is given.
+    which object changes from sample to sample: say so with
+    ``matching="per_sample"`` (the datasets' ``exchangeable_slots`` field tells
+    which data sets hold such objects). Every concept of the kind then has one
+    readout shared by all inferred slots, fitted with slots assigned to
+    objects in every sample (alternating fits and assignments); ``score``
+    assigns each sample's slots to its objects by the lowest readout error
+    against the ``y`` it is given. Choosing each sample's assignment with its
+    true latents favours any representation a little: slots of pure noise
+    score up to about 0.07 with two objects.
 
     For a single concept without slot matching, the plain idiom is
     ``make_pipeline(FrozenEstimator(fitted), StandardScaler(),
@@ -75,16 +74,16 @@ class SlotProbe(BaseEstimator):
         Number of inferred slots in X. "auto" reads it from column names
         ``slot{k}_{j}`` (``set_output(transform="pandas")``) or else assumes as
         many inferred slots as y has true slots.
-    categorical : "auto", bool or list of int, default="auto"
-        For array ``y``: which latents are categorical ("auto": integer arrays).
-        Concept tables say it by their dtypes.
-    matching : {"auto", "global", "per_sample"}, default="auto"
+    categorical : bool or list of int, default=False
+        For a numeric array ``y``: whether its latents are categorical
+        (scored by accuracy) or continuous (R²), or the indices of the
+        categorical ones within a slot. Concept tables say it by their
+        dtypes; string arrays are class labels.
+    matching : {"global", "per_sample"}, default="global"
         ``"global"``: one slot-to-object matching for all samples (slots with
-        roles). ``"per_sample"``: a matching per sample (exchangeable objects);
-        needs true slots with the same concepts. ``"auto"``: per-sample for a
-        concept table marked as holding exchangeable objects
-        (``y.attrs["exchangeable_slots"] = True``, as the concepts of
-        :func:`~compgen_sk.datasets.make_sprites` are), else global.
+        roles: left / right cell, animal / background). ``"per_sample"``: an
+        assignment per sample, for exchangeable objects; needs true slots with
+        the same concepts and at least as many inferred slots.
     match_fraction : float in (0, 1), default=1/3
         Share of the fit data held out to score readouts for the global
         matching.
@@ -96,9 +95,11 @@ class SlotProbe(BaseEstimator):
     per_sample_ : bool
         Whether slots are matched to objects per sample.
     matching_ : ndarray of shape (n_true_slots,)
-        Inferred slot read for each true slot. With per-sample matching, the
-        inferred slots most often assigned to objects at fit, which ``predict``
-        reads (objects then come in no particular order).
+        Inferred slot read for each true slot (-1 for a true slot that no
+        inferred slot holds, when X has fewer slots than y: its concepts
+        score 0). With per-sample matching, the inferred slots most often
+        assigned to objects at fit, which ``predict`` reads (objects then come
+        in no particular order).
     slot_scores_ : DataFrame of shape ``(n_slots_, n_true_slots)`` or None
         Held-out readout scores used for the global matching; None with
         per-sample matching.
@@ -128,10 +129,11 @@ class SlotProbe(BaseEstimator):
     >>> import numpy as np
     >>> from compgen_sk import SlotProbe
     >>> rng = np.random.default_rng(0)
-    >>> classes = rng.integers(0, 3, size=(300, 2))
-    >>> slots = np.concatenate([np.eye(3)[classes[:, 1]], np.eye(3)[classes[:, 0]]],
+    >>> classes = rng.integers(0, 3, size=(300, 2, 1))  # one class per slot
+    >>> slots = np.concatenate([np.eye(3)[classes[:, 1, 0]],
+    ...                         np.eye(3)[classes[:, 0, 0]]],
     ...                        axis=1) + 0.1 * rng.normal(size=(300, 6))
-    >>> probe = SlotProbe(random_state=0).fit(slots, classes)
+    >>> probe = SlotProbe(categorical=True, random_state=0).fit(slots, classes)
     >>> probe.matching_.tolist(), probe.score(slots, classes)
     ([1, 0], 1.0)
     """
@@ -139,8 +141,8 @@ class SlotProbe(BaseEstimator):
     _parameter_constraints: dict = {
         "readout": [StrOptions({"linear", "mlp"}), HasMethods(["fit", "predict"])],
         "n_slots": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "categorical": [StrOptions({"auto"}), "boolean", list],
-        "matching": [StrOptions({"auto", "global", "per_sample"})],
+        "categorical": ["boolean", list],
+        "matching": [StrOptions({"global", "per_sample"})],
         "match_fraction": [Interval(Real, 0, 1, closed="neither")],
         "random_state": ["random_state"],
     }
@@ -150,8 +152,8 @@ class SlotProbe(BaseEstimator):
         readout="linear",
         *,
         n_slots="auto",
-        categorical="auto",
-        matching="auto",
+        categorical=False,
+        matching="global",
         match_fraction=1 / 3,
         random_state=None,
     ):
@@ -187,7 +189,7 @@ class SlotProbe(BaseEstimator):
             Inferred slots (e.g. a slot estimator's ``transform``).
         y : DataFrame or array-like
             Concepts: a table with columns ``"<slot>_<concept>"``, or latents
-            (n,) one concept, (n, K) one concept per slot, (n, K, m).
+            (n,) or (n, 1) one concept, (n, K, m) m per true slot.
 
         Returns
         -------
@@ -198,18 +200,11 @@ class SlotProbe(BaseEstimator):
         n = len(slots)
         if len(concepts[0].values) != n:
             raise ValueError(f"y has {len(concepts[0].values)} samples but X has {n}.")
-        if slots.shape[1] < len(true_slots):
-            raise ValueError(
-                f"X has {slots.shape[1]} inferred slots but y has {len(true_slots)} "
-                "true slots; every true slot needs an inferred slot to be read from."
-            )
         rng = check_random_state(self.random_state)
         seed = rng.randint(np.iinfo(np.int32).max)
         order = rng.permutation(n)
         every = np.arange(n)
-        self.per_sample_ = uses_per_sample(
-            self.matching, y, concepts, true_slots, slots.shape[1]
-        )
+        self.per_sample_ = self.matching == "per_sample"
         self._object_readouts = None
         if self.per_sample_:
             objects, assignment = per_sample_readouts(
@@ -258,11 +253,24 @@ class SlotProbe(BaseEstimator):
         )
         every = np.arange(n)
         self.readouts_ = {
+            # A true slot without an inferred slot predicts its fit mean or
+            # most frequent label, from no feature.
             c.name: fit_readout(
-                slots[:, self.matching_[c.slot]], c, every, self.readout, seed
+                slots[:, self.matching_[c.slot]]
+                if self.matching_[c.slot] >= 0
+                else np.zeros((n, 1)),
+                c,
+                every,
+                self.readout,
+                seed,
             )
             for c in concepts
         }
+
+    def _features(self, slots, true_slot):
+        """The inferred slot matched to ``true_slot`` (no feature if none)."""
+        inferred = self.matching_[true_slot]
+        return slots[:, inferred] if inferred >= 0 else np.zeros((len(slots), 1))
 
     def predict(self, X):
         """Read every concept off its matched inferred slot.
@@ -280,7 +288,7 @@ class SlotProbe(BaseEstimator):
         check_is_fitted(self)
         slots = self._slots(X, reset=False)
         columns = {
-            name: self.readouts_[name].predict(slots[:, self.matching_[slot]])
+            name: self.readouts_[name].predict(self._features(slots, slot))
             for name, slot in zip(self.concept_names_, self.concept_slots_)
         }
         if self.target_shape_ is None:
@@ -384,9 +392,11 @@ class SlotProbe(BaseEstimator):
                 readout_score(
                     c,
                     c.values,
-                    self.readouts_[c.name].predict(slots[:, self.matching_[c.slot]]),
+                    self.readouts_[c.name].predict(self._features(slots, c.slot)),
                     sample_weight,
                 )
+                if self.matching_[c.slot] >= 0
+                else 0.0
                 for c in concepts
             ]
         return pd.Series(

@@ -2,8 +2,10 @@
 
 Every loader returns a :class:`~sklearn.utils.Bunch` in the manner of
 :func:`sklearn.datasets.load_digits`, with ground-truth slot ``latents``, a
-``concepts`` table (one column per slot and concept), an ``ood`` mask and the id of
-each sample's slot-value ``combination``.
+``concepts`` table (one column per slot and concept), an ``ood`` mask, the id of
+each sample's slot-value ``combination``, and ``exchangeable_slots``: whether the
+true slots are objects of one kind in no fixed order (two sprites), whose slots
+are matched to objects per sample (``SlotProbe(matching="per_sample")``).
 """
 
 from ._additive import make_additive

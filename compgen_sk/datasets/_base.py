@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils import Bunch
 
-from .._concepts import EXCHANGEABLE
-
 
 def build_bunch(
     *,
@@ -27,8 +25,9 @@ def build_bunch(
     ``X`` is ``images`` (n, C, H, W) for image datasets and ``data`` (n, d) for vector
     datasets; ``data`` is always the flattened view of ``images`` where there are some.
     Images are float32, except a disk-backed memmap (a uint8 cache), kept as is.
-    ``exchangeable`` marks the concept table's true slots as objects of one kind
-    in no fixed order, so that slot matching is per sample by default.
+    ``exchangeable`` says that the true slots are objects of one kind in no
+    fixed order (the Bunch's ``exchangeable_slots``): slots are then matched
+    to objects per sample (``SlotProbe(matching="per_sample")``).
     """
     if images is not None:
         if not isinstance(images, np.memmap):  # a cache on disk stays there
@@ -39,8 +38,6 @@ def build_bunch(
     latents = np.ascontiguousarray(latents, dtype=np.float32)
     if return_X_y:
         return (images if images is not None else data), latents
-    if exchangeable:
-        concepts.attrs[EXCHANGEABLE] = True
     bunch = Bunch(
         data=data,
         latents=latents,
@@ -48,6 +45,7 @@ def build_bunch(
         concepts=concepts,
         ood=np.asarray(ood, dtype=bool),
         combination=np.asarray(combination, dtype=np.int64),
+        exchangeable_slots=bool(exchangeable),
         DESCR=descr,
         **extra,
     )

@@ -262,10 +262,11 @@ def make_sprites(
         ``latents`` (n, n_slots, 5) in natural units (shape as its index);
         ``latent_names``; ``concepts`` DataFrame with a column ``"slot{k}_{latent}"``
         per object and latent (``shape`` a categorical; continuous latents floats,
-        binned categoricals for ``support="random"``; its
-        ``attrs["exchangeable_slots"]`` is True, so that slot matching is per
-        sample by default); ``ood`` boolean mask;
-        ``combination`` integer id of the binned slot-value combination; ``DESCR``.
+        binned categoricals for ``support="random"``); ``ood`` boolean mask;
+        ``combination`` integer id of the binned slot-value combination;
+        ``exchangeable_slots`` True for two or more sprites (objects of one
+        kind: match slots to them per sample, ``SlotProbe(matching="per_sample")``);
+        ``DESCR``.
         For ``"random"`` and ``"l_shape"`` (even ``n_bins``) the ID and OOD
         combination ids are disjoint; the diagonal support is continuous, so its
         border bins hold both.

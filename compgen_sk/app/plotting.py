@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .compare import with_params
-from .estimators.generative import recombination_for
-from .inversion import sample_recombinations
+from ..inversion import sample_recombinations
+from ..search import GradientSearch
+from .methods import with_search
 
 _N_EXAMPLES = 8
 
@@ -124,7 +124,7 @@ def comparison_figures(results, comparison, out):
     steps = comparison.settings.search_steps
     images = split.X_ood[:_N_EXAMPLES]
     encoded = generator.encode(images)
-    searched = with_params(generator, search_steps=steps).transform(images)
+    searched = with_search(generator, GradientSearch(steps=steps)).transform(images)
     image_grid(
         [
             images,
@@ -144,7 +144,7 @@ def comparison_figures(results, comparison, out):
         sample_recombinations(
             bank,
             2 * _N_EXAMPLES,
-            recombination_for(generator.decoder_),  # as the ReplayEncoder draws
+            generator.recombination_,  # as the ReplayEncoder draws
             generator=draws,
         ).numpy()
     )

@@ -1,4 +1,8 @@
-"""Command line: ``compgen-sk compare`` (also ``python -m compgen_sk``)."""
+"""Command line: ``compgen-sk compare`` (also ``python -m compgen_sk``).
+
+The parser only reads the options; :func:`~compgen_sk.app.compare.check_settings`
+validates them, as it does for the Python API.
+"""
 
 from __future__ import annotations
 
@@ -6,52 +10,7 @@ import argparse
 import sys
 import time
 
-from . import __version__
-
-
-def _int_at_least(low, name):
-    """An argparse type for integers >= ``low``."""
-
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < low:
-            raise argparse.ArgumentTypeError(f"expected {name}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _positive_float(text):
-    """An argparse type for finite numbers > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0 < value <= _MAX_FLOAT32:
-        raise argparse.ArgumentTypeError(
-            f"expected a number in (0, {_MAX_FLOAT32:.3g}], got {text!r}"
-        )
-    return value
-
-
-def _nonzero_int(text):
-    """An argparse type for integers other than 0 (joblib's n_jobs)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a nonzero integer, got {text!r}")
-    return value
-
-
-_positive_int = _int_at_least(1, "a positive integer")
-# Learning rates beyond float32's range overflow in the optimizer.
-_MAX_FLOAT32 = 3.4028234663852886e38
-_non_negative_int = _int_at_least(0, "an integer >= 0")
+from .._version import __version__
 
 
 def build_parser():
@@ -74,23 +33,23 @@ def build_parser():
             "probe on held-out in-domain images and on out-of-domain images (new "
             "combinations). Prints a table (mean ± std over seeds); writes "
             "results.csv, summary.csv, concept_scores.csv (each concept's score) "
-            "and figures to --out. The defaults (3 "
-            "seeds) finish in about 12 minutes on a 2-core CPU; on a GPU, try "
-            "--device cuda --epochs 200 --n-samples 20000."
+            "and figures to --out. Seeds run side by side (--n-jobs), each fit "
+            "on one core; on a GPU, try --device cuda --epochs 200 "
+            "--n-samples 20000."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    compare.add_argument("--dataset", choices=DATASETS, default=defaults.dataset)
+    compare.add_argument("--dataset", choices=list(DATASETS), default=defaults.dataset)
     compare.add_argument("--data-dir", help="local copy of PUG: Animals (for pug)")
     compare.add_argument(
         "--n-samples",
-        type=_positive_int,
+        type=int,
         default=defaults.n_samples,
         help="images generated, ID and OOD together",
     )
     compare.add_argument(
         "--image-size",
-        type=_positive_int,
+        type=int,
         default=None,
         help="image side (digit side for digits); default: the dataset's",
     )
@@ -102,19 +61,15 @@ def build_parser():
         metavar="METHOD",
         help=f"any of: {', '.join(METHODS)}",
     )
-    compare.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
+    compare.add_argument("--epochs", type=int, default=defaults.epochs)
     compare.add_argument(
         "--slot-dim",
-        type=_positive_int,
+        type=int,
         default=defaults.slot_dim,
         help="dimension of each slot; default: the dataset's (6 for sprites, else 12)",
     )
-    compare.add_argument(
-        "--lr", type=_positive_float, default=defaults.lr, help="learning rate"
-    )
-    compare.add_argument(
-        "--search-steps", type=_non_negative_int, default=defaults.search_steps
-    )
+    compare.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
+    compare.add_argument("--search-steps", type=int, default=defaults.search_steps)
     compare.add_argument("--probe", choices=PROBES, default=defaults.probe)
     compare.add_argument(
         "--device", default=defaults.device, help="cpu, cuda, cuda:1 …"
@@ -122,27 +77,31 @@ def build_parser():
     compare.add_argument(
         "--seeds",
         nargs="+",
-        type=_non_negative_int,
+        type=int,
         default=list(defaults.seeds),
         metavar="SEED",
         help="one full run per seed (data, initializations, probes); the table "
         "shows mean ± std over seeds, results.csv one row per seed and "
-        "summary.csv the mean and std. --seeds 0 takes a third of the time",
+        "summary.csv the mean and std",
     )
     compare.add_argument(
         "--n-train",
         nargs="+",
-        type=_positive_int,
+        type=int,
         default=None,
         metavar="N",
         help="data efficiency: train every method on N ID images for each N "
         "(e.g. --n-train 250 500 1000 2000) and plot the OOD score against N "
         "(data_efficiency.png)",
     )
-    compare.add_argument("--out", default="compgen_results", help="output folder")
     compare.add_argument(
-        "--n-jobs", type=_nonzero_int, default=None, help="threads reading PUG images"
+        "--n-jobs",
+        type=int,
+        default=-1,
+        help="seeds run side by side in this many processes, each fit on one "
+        "core (-1: every core; the scores do not depend on it)",
     )
+    compare.add_argument("--out", default="compgen_results", help="output folder")
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 

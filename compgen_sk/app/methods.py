@@ -1,0 +1,102 @@
+"""The methods a comparison trains, as a registry: each is a description and a
+function that fits it for a :class:`~compgen_sk.app.compare.Comparison`.
+
+The generative methods share one fitted :class:`~compgen_sk.GenerativeInverter`
+(``generative-encoder`` and ``generative-search`` are it without and with search;
+``replay`` and ``replay-search`` replay it).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+from ..decoders import AdditiveDecoder, MLPDecoder
+from ..estimators import EncoderBaseline, GenerativeInverter, ReplayEncoder
+from ..search import GradientSearch
+
+#: The renderer of every decoder a comparison trains: the one its published
+#: tables were measured with (on content at fixed places, such as digits in
+#: cells, it is the one that the candidates ``"auto"`` fits would keep).
+RENDERER = "mlp"
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method of the comparison: what it is, and how it is fitted.
+
+    ``fit(comparison)`` returns the fitted estimator and the seconds its fit
+    took (with the fits it builds on).
+    """
+
+    description: str
+    fit: Callable
+
+
+def with_search(estimator, search):
+    """A shallow copy of a fitted estimator with another ``search``: it
+    shares the fitted networks, and ``estimator`` is left as it is."""
+    return copy.copy(estimator).set_params(search=search)
+
+
+def _search(comparison):
+    return GradientSearch(steps=comparison.settings.search_steps)
+
+
+def _autoencoder(c):
+    return c.fit("encoder-autoencoder", EncoderBaseline(decoder=MLPDecoder(RENDERER)))
+
+
+def _supervised(c):
+    estimator = EncoderBaseline(objective="supervised")
+    return c.fit("encoder-supervised", estimator, c.split.y_train)
+
+
+def _mlp_decoder(c):
+    estimator = GenerativeInverter(decoder=MLPDecoder(RENDERER), search=_search(c))
+    return c.fit("generative-mlp", estimator)
+
+
+def generator(c):
+    """The GenerativeInverter that the generative and replay methods share:
+    an additive decoder; for objects of one kind (exchangeable slots) one
+    renderer shared by the slots and compositional consistency after a third
+    of the epochs, as Wiedemer et al. train theirs."""
+    s = c.settings
+    params = {"decoder": AdditiveDecoder(RENDERER, shared=c.split.exchangeable)}
+    if c.split.exchangeable:
+        params.update(consistency_weight=1.0, consistency_warmup=s.epochs // 3)
+    estimator = GenerativeInverter(**{**params, **s.generator_params})
+    return c.fit("generator", estimator)
+
+
+def _generative(search):
+    def fit(c):
+        estimator, seconds = generator(c)
+        return with_search(estimator, _search(c) if search else None), seconds
+
+    return fit
+
+
+def _replay(search):
+    def fit(c):
+        fitted, generator_seconds = generator(c)
+        estimator, seconds = c.fit("replay", ReplayEncoder(fitted))
+        seconds += generator_seconds
+        return with_search(estimator, _search(c) if search else None), seconds
+
+    return fit
+
+
+METHODS = {
+    "encoder-autoencoder": Method("EncoderBaseline (autoencoder)", _autoencoder),
+    "encoder-supervised": Method("EncoderBaseline (supervised)", _supervised),
+    "generative-mlp": Method("GenerativeInverter, MLP decoder + search", _mlp_decoder),
+    "generative-encoder": Method(
+        "GenerativeInverter, encoder only", _generative(search=False)
+    ),
+    "generative-search": Method("GenerativeInverter + search", _generative(True)),
+    "replay": Method("ReplayEncoder", _replay(search=False)),
+    "replay-search": Method("ReplayEncoder + search", _replay(search=True)),
+}
