@@ -24,6 +24,7 @@ from ..search import GradientSearch, check_search
 from ._data import (
     as_float_array,
     check_X,
+    check_y_length,
     data_scaling,
     is_lazy_array,
     read_rows,
@@ -121,6 +122,7 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
             )
         check_callbacks(self)
         X = check_X(self, X, reset=True)
+        check_y_length(y, X)
         self.data_mean_, self.data_scale_ = data_scaling(X)
         inputs, targets = self._training_data(X, y)
         candidates = self._candidates()

@@ -223,11 +223,14 @@ def check_X(estimator, X, *, reset):
     if lazy:
         low_high = _check_lazy_array(X)
     else:
-        kind = getattr(getattr(X, "dtype", None), "kind", None)
-        if kind in ("U", "S", "O") and not hasattr(X, "iloc"):
+        dtype = getattr(X, "dtype", None)
+        if dtype is None and isinstance(X, list | tuple):
+            dtype = np.asarray(X).dtype
+        if getattr(dtype, "kind", None) in ("U", "S"):
+            # NumPy would read strings of digits as numbers, silently.
             raise ValueError(
-                f"X holds {np.dtype(X.dtype)} values; {name} takes numbers "
-                "(vectors or images), not strings or objects."
+                f"X holds strings ({dtype}); {name} takes numbers (vectors or "
+                "images)."
             )
         # ensure_2d=False: images are 4-D, and n_features_in_ is set below
         # (for images, the product of the sample shape).
@@ -286,13 +289,10 @@ def check_X(estimator, X, *, reset):
 
 
 def check_y_length(y, X):
-    """A ``y`` that an unsupervised fit ignores must still match X in length,
-    so that a wrong y fails before training, not in a later Pipeline step."""
+    """A ``y`` must match X in length, also where the fit ignores it, so that
+    a wrong y fails before training rather than in a later Pipeline step."""
     if y is not None and hasattr(y, "__len__") and len(y) != len(X):
-        raise ValueError(
-            f"y has {len(y)} samples but X has {len(X)}; they must match (y is "
-            "ignored here but read by later steps)."
-        )
+        raise ValueError(f"y has {len(y)} samples but X has {len(X)}; they must match.")
 
 
 def data_scaling(X):

@@ -12,7 +12,7 @@ from .._sklearn_compat import StrOptions, _fit_context
 from ..decoders import MLPDecoder, check_decoder
 from ..modules import SlotAutoencoder, SlotRegressor
 from ._base import SlotEstimatorBase, _with_threads, share_docs
-from ._data import check_X, check_y_length
+from ._data import check_X
 from ._inference import map_array
 from ._nets import SlotAutoencoderNet
 from ._training import make_net
@@ -158,8 +158,6 @@ class EncoderBaseline(SlotEstimatorBase):
         -------
         self : EncoderBaseline
         """
-        if self.objective == "autoencoder":
-            check_y_length(y, X)
         return self._fit(X, y)
 
     def _training_data(self, X, y):

@@ -10,7 +10,7 @@ from .._sklearn_compat import Interval, StrOptions, _fit_context
 from ..decoders import BaseDecoder, check_decoder
 from ..modules import SlotAutoencoder
 from ._base import SlotEstimatorBase, _with_threads, share_docs
-from ._data import check_X, check_y_length
+from ._data import check_X
 from ._inference import decode, encode_slots
 from ._nets import LossWeight, SlotAutoencoderNet
 from ._training import make_net
@@ -193,8 +193,7 @@ default="additive"
         -------
         self : GenerativeInverter
         """
-        check_y_length(y, X)
-        self._fit(X)
+        self._fit(X, y)
         exchangeable = self._fitted_candidate().exchangeable_slots
         self.recombination_ = "pool" if exchangeable else "shuffle"
         return self

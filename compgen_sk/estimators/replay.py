@@ -16,7 +16,6 @@ from .._sklearn_compat import Interval, _fit_context
 from .._torch import resolve_device
 from ..inversion import ReplayStream
 from ._base import SlotEstimatorBase, share_docs
-from ._data import check_y_length
 from ._inference import on_device
 from ._loaders import StreamLoader
 from ._nets import MatchedSlotLoss
@@ -218,8 +217,7 @@ class ReplayEncoder(SlotEstimatorBase):
         -------
         self : ReplayEncoder
         """
-        check_y_length(y, X)
-        return self._fit(X)
+        return self._fit(X, y)
 
     def _training_data(self, X, y):
         """Fit or take the generator; the training data is a stream of its
