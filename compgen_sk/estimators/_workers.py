@@ -19,7 +19,6 @@ import warnings
 import joblib
 import numpy as np
 import torch
-from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import (
     BrokenProcessPool,
     TerminatedWorkerError,
@@ -124,8 +123,7 @@ def run_in_workers(function, jobs, n_workers, n_threads):
         except (BrokenProcessPool, TerminatedWorkerError):
             if attempt == 2:
                 raise
-            get_reusable_executor().shutdown(wait=True, kill_workers=True)
-            continue
+            continue  # joblib replaces a broken pool
         break
     if first is None:
         return
