@@ -19,30 +19,25 @@ then the mean ± std over seeds, and the targets: ID reconstruction R² >= 0.97
 everywhere, std over seeds of every OOD score <= 0.03, each default fit
 <= 3 min for <= 5,000 images of <= 32 px on 2 CPU cores.
 
-Run: ``python benchmarks/bench_training.py`` (``--datasets balls sprites-l16 digits``
-took 28 minutes on 2 cores before the encoder and replay-with-search rows were
-added, which cost about half a minute more per data set and seed; all five data
-sets take longer);
-``--params '{"decoder_params": {"renderer": "broadcast"}}'`` replaces defaults
-of the GenerativeInverter and the EncoderBaseline (here: the broadcast renderer
-instead of the default, which fits both the MLP and the broadcast renderer);
-``--generator-params '{"decoder_params": {"shared": true}}'`` replaces
-defaults of the GenerativeInverter only (and so of the ReplayEncoder's
-generator; here: one renderer shared by the slots, for objects of one kind);
+Run: ``python benchmarks/bench_training.py``;
+``--params 'decoder__renderer="mlp"'`` sets parameters of the
+GenerativeInverter and the EncoderBaseline, as Python keyword arguments whose
+values may name compgen-sk's public classes (here: the MLP renderer instead of
+the default candidates, the MLP and the broadcast renderer, of both decoders);
+``--generator-params 'decoder=AdditiveDecoder(shared=True)'`` replaces defaults
+of the GenerativeInverter only (and so of the ReplayEncoder's generator; here:
+one renderer shared by the slots, for objects of one kind);
 ``--datasets twin-balls`` (not run by default) draws two balls of one colour
-anywhere in the image, scored with slots matched per image;
-``--datasets three-balls`` (not run by default) draws three balls of three
-colours anywhere on black, where they may overlap;
-``--n-jobs 6 --threads 2`` spreads datasets and seeds over processes on a
-bigger machine (fit times then include the contention of that machine; each
-fit shares its 2 threads out among its candidate fits, as on 2 cores).
+anywhere in the image; ``--datasets three-balls`` (not run by default) draws
+three balls of three colours anywhere on black, where they may overlap;
+``--n-jobs 2`` runs datasets and seeds side by side in processes (each fit
+uses one core, as at the defaults; the scores do not depend on it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 import warnings
 
@@ -162,8 +157,9 @@ def _r2(X, X_hat):
     return 1 - sse / ((X - X.mean(axis=0)) ** 2).sum()
 
 
-def evaluate(estimator, data, n_slots, seed, matching="auto"):
-    """Scores from one ``transform`` of N_EVAL training, the test and OOD images."""
+def evaluate(estimator, data, n_slots, seed, matching):
+    """Scores from one ``transform`` of N_EVAL training, the test and OOD images:
+    reconstruction R², and slot identifiability with MLP readouts."""
     from compgen_sk.metrics import slot_identifiability_score
 
     X_train, X_test, X_ood, y_train, y_test, y_ood = data
@@ -181,33 +177,49 @@ def evaluate(estimator, data, n_slots, seed, matching="auto"):
             np.concatenate([slots["train"], slots[part]]),
             n_slots=n_slots,
             fit_mask=mask,
+            readout="mlp",
             matching=matching,
             random_state=seed,
         )
     return row
 
 
-def run(
-    name,
-    seed,
-    threads,
-    device="cpu",
-    partial=None,
-    params=None,
-    generator_params=None,
-):
-    import torch
+def parse_params(text):
+    """Keyword arguments written as in Python, e.g.
+    ``decoder=AdditiveDecoder("broadcast"), consistency_weight=0.1``; values
+    may name compgen-sk's public classes."""
+    import compgen_sk
 
-    torch.set_num_threads(threads)
-    from compgen_sk import EncoderBaseline, GenerativeInverter, ReplayEncoder
-    from compgen_sk.compare import with_params
+    if not text:
+        return {}
+    names = {name: getattr(compgen_sk, name) for name in compgen_sk.__all__}
+    return eval(f"dict({text})", {"__builtins__": {"dict": dict}}, names)
 
-    *data, n_slots, slot_dim = load(name, seed)
-    common = dict(
-        n_slots=n_slots, slot_dim=slot_dim, random_state=seed, **(params or {})
+
+def run(name, seed, device="cpu", partial=None, params=None, generator_params=None):
+    from compgen_sk import (
+        AdditiveDecoder,
+        EncoderBaseline,
+        GenerativeInverter,
+        MLPDecoder,
+        ReplayEncoder,
     )
-    if device != "cpu":
-        common["device"] = device
+    from compgen_sk.app.methods import with_search
+
+    params, generator_params = parse_params(params), parse_params(generator_params)
+    *data, n_slots, slot_dim = load(name, seed)
+    common = dict(n_slots=n_slots, slot_dim=slot_dim, random_state=seed, device=device)
+
+    def generative():
+        # The default decoder as an object, so that --params can set its
+        # options (decoder__renderer=...).
+        model = GenerativeInverter(decoder=AdditiveDecoder(), **common)
+        return model.set_params(**params).set_params(**generator_params)
+
+    def baseline():
+        model = EncoderBaseline(decoder=MLPDecoder(), **common)
+        return model.set_params(**params)
+
     rows = []
 
     def record(label, estimator, seconds):
@@ -218,18 +230,15 @@ def run(
             getattr(estimator, "renderer_losses_", None) or {}
         ).items():
             row[f"loss_{renderer}"] = loss  # what "auto" compared
-        # The twin balls' latents are an array, which cannot say that its
-        # objects are of one kind (the sprites' concept table does).
-        matching = "per_sample" if name == "twin-balls" else "auto"
+        # Objects of one kind are matched to slots per image.
+        one_kind = name in ("twin-balls", "sprites-l16", "sprites-d32")
+        matching = "per_sample" if one_kind else "global"
         row.update(evaluate(estimator, data, n_slots, seed, matching))
         rows.append(row)
 
     for label, make in (
-        (
-            "GenerativeInverter",
-            lambda: GenerativeInverter(**{**common, **(generator_params or {})}),
-        ),
-        ("EncoderBaseline", lambda: EncoderBaseline(**common)),
+        ("GenerativeInverter", generative),
+        ("EncoderBaseline", baseline),
     ):
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
@@ -241,17 +250,13 @@ def run(
         if label == "GenerativeInverter":
             generator, generator_seconds = estimator, seconds
             # Its encoder's guess alone, without search.
-            record(
-                "GenerativeInverter, encoder",
-                with_params(estimator, search_steps=0),
-                seconds,
-            )
+            record("GenerativeInverter, encoder", with_search(estimator, None), seconds)
     start = time.perf_counter()
     replay = ReplayEncoder(generator, random_state=seed, device=device).fit(data[0])
     replay_seconds = generator_seconds + time.perf_counter() - start
     record("ReplayEncoder", replay, replay_seconds)
-    # Its guess refined by the generator's search (the GenerativeInverter's steps).
-    searched = with_params(replay, search_steps=generator.search_steps)
+    # Its guess refined by the generator's search.
+    searched = with_search(replay, generator.search)
     record("ReplayEncoder + search", searched, replay_seconds)
     if partial:  # one write per job, so that parallel jobs append whole lines
         with open(partial, "a") as file:
@@ -283,7 +288,6 @@ def main(argv=None):
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--n-jobs", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     parser.add_argument("--csv", default=None, help="write every run to this file")
     parser.add_argument(
@@ -291,17 +295,15 @@ def main(argv=None):
     )
     parser.add_argument(
         "--params",
-        type=json.loads,
-        default=None,
-        help="JSON of parameters that replace defaults of GenerativeInverter and "
-        """EncoderBaseline, e.g. '{"decoder_params": {"renderer": "mlp"}}'""",
+        default="",
+        help="parameters of GenerativeInverter and EncoderBaseline, as Python "
+        """keywords, e.g. 'decoder__renderer="mlp"'""",
     )
     parser.add_argument(
         "--generator-params",
-        type=json.loads,
-        default=None,
-        help="JSON of parameters that replace defaults of the GenerativeInverter "
-        "only (and of the ReplayEncoder's generator)",
+        default="",
+        help="parameters of the GenerativeInverter only (and of the ReplayEncoder's "
+        "generator), e.g. 'decoder=AdditiveDecoder(shared=True)'",
     )
     args = parser.parse_args(argv)
     jobs = [(d, s) for d in args.datasets for s in args.seeds]
@@ -310,7 +312,6 @@ def main(argv=None):
         delayed(run)(
             d,
             s,
-            args.threads,
             args.device,
             args.partial,
             args.params,

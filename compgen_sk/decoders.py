@@ -12,14 +12,12 @@ nested parameters of the estimator (``decoder__renderer``), so that
 ``"additive"``, ``"masked"``, ``"transformer"`` and ``"mlp"`` stand for the
 specifications at their defaults.
 
-========================  ==============================================  =================
-specification             composition                                     slot interaction
-========================  ==============================================  =================
-:class:`AdditiveDecoder`  per-slot renderings summed                      none
-:class:`MaskedDecoder`    per-slot renderings, softmax masks over slots   occlusion only
-:class:`TransformerDecoder`  pixel queries cross-attend to the slots      bounded, penalized
-:class:`MLPDecoder`       one network on the concatenated slots           any
-========================  ==============================================  =================
+- :class:`AdditiveDecoder`: per-slot renderings summed; slots never interact.
+- :class:`MaskedDecoder`: per-slot renderings composited by softmax masks over
+  slots; slots interact by occlusion only.
+- :class:`TransformerDecoder`: pixel queries cross-attend to the slots;
+  interaction bounded by a penalty.
+- :class:`MLPDecoder`: one network on the concatenated slots; any interaction.
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._concepts import FLOAT32_MAX
 from ._readout import concepts_from_table, split_slots
-from .probe import SlotProbe
 from ._sklearn_compat import (
     HasMethods,
     Interval,
@@ -37,6 +36,7 @@ from ._sklearn_compat import (
     validate_params,
 )
 from ._torch import eval_mode
+from .probe import SlotProbe
 
 __all__ = [
     "compositional_contrast",

@@ -14,7 +14,7 @@ __all__ = ["GradientSearch", "check_search"]
 
 
 class GradientSearch(BaseEstimator):
-    """Batched gradient search ``z* = argmin_z ||x - f(z)||^2`` from the encoder's guess.
+    """Batched gradient search ``argmin_z ||x - f(z)||^2`` from the encoder's guess.
 
     The online inversion of :ref:`background-inversion` (Eq. :eq:`eq-search`):
     Adam on the slots of a batch of images at once, with the decoder frozen;
@@ -93,7 +93,9 @@ class GradientSearch(BaseEstimator):
         """
         if self.steps == 0:
             return z
-        starts = z[None] if self.restarts == 1 else search_starts(z, self.restarts, bank)
+        starts = (
+            z[None] if self.restarts == 1 else search_starts(z, self.restarts, bank)
+        )
         repeated = target.repeat(self.restarts, *([1] * (target.dim() - 1)))
         found, loss, _ = search_latents(
             decoder,

@@ -227,14 +227,18 @@ def check_settings(settings, out=None):
             f"generator_params must not set {clash}: the comparison sets them "
             "from its own settings (epochs, slot_dim, lr, device, seeds, …)."
         )
-    unknown = sorted(set(s.generator_params) - set(GenerativeInverter._parameter_constraints))
+    unknown = sorted(
+        set(s.generator_params) - set(GenerativeInverter._parameter_constraints)
+    )
     if unknown:
         raise ValueError(
             f"generator_params has parameters that GenerativeInverter does not "
             f"take: {unknown}."
         )
     validate_parameter_constraints(
-        GenerativeInverter._parameter_constraints, s.generator_params, "GenerativeInverter"
+        GenerativeInverter._parameter_constraints,
+        s.generator_params,
+        "GenerativeInverter",
     )
     if out is not None:
         if not str(out).strip():

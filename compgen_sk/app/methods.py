@@ -9,8 +9,8 @@ The generative methods share one fitted :class:`~compgen_sk.GenerativeInverter`
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..decoders import AdditiveDecoder, MLPDecoder
 from ..estimators import EncoderBaseline, GenerativeInverter, ReplayEncoder

@@ -78,7 +78,12 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
     _trains_decoder = False
 
     _parameter_constraints: dict = {
-        "encoder": [StrOptions({"auto", "cnn", "mlp"}), ConvEncoder, MLPEncoder, nn.Module],
+        "encoder": [
+            StrOptions({"auto", "cnn", "mlp"}),
+            ConvEncoder,
+            MLPEncoder,
+            nn.Module,
+        ],
         "max_epochs": _positive_int(),
         "n_init": _positive_int(),
         "tol": [Interval(Real, 0, None, closed="left"), None],
@@ -258,7 +263,11 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return np.asarray(
-            [f"slot{k}_{j}" for k in range(self.n_slots_) for j in range(self.slot_dim_)],
+            [
+                f"slot{k}_{j}"
+                for k in range(self.n_slots_)
+                for j in range(self.slot_dim_)
+            ],
             dtype=object,
         )
 

@@ -229,8 +229,7 @@ def check_X(estimator, X, *, reset):
         if getattr(dtype, "kind", None) in ("U", "S"):
             # NumPy would read strings of digits as numbers, silently.
             raise ValueError(
-                f"X holds strings ({dtype}); {name} takes numbers (vectors or "
-                "images)."
+                f"X holds strings ({dtype}); {name} takes numbers (vectors or images)."
             )
         # ensure_2d=False: images are 4-D, and n_features_in_ is set below
         # (for images, the product of the sample shape).

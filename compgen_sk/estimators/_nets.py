@@ -1,4 +1,7 @@
-"""skorch nets and callbacks of the estimators' training (:ref:`background-inversion`)."""
+"""skorch nets and callbacks of the estimators' training.
+
+The loss terms are those of :ref:`background-inversion`.
+"""
 
 from __future__ import annotations
 

@@ -248,7 +248,9 @@ def _fits(estimator, jobs, X, y):
     for attr in ("net_", "encoder_", "decoder_", "start_slots_"):
         worker.__dict__.pop(attr, None)
     args = [(worker, seed, candidate, X, y) for seed, candidate in jobs]
-    yield from run_in_workers(fit_candidate, args, n_workers, max(1, cores // n_workers))
+    yield from run_in_workers(
+        fit_candidate, args, n_workers, max(1, cores // n_workers)
+    )
 
 
 def fit_best(estimator, candidates, X, y=None):

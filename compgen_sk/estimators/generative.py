@@ -121,7 +121,10 @@ default="additive"
         **SlotEstimatorBase._parameter_constraints,
         **SlotEstimatorBase._slot_constraints,
         **SlotEstimatorBase._search_constraints,
-        "decoder": [StrOptions({"additive", "masked", "transformer", "mlp"}), BaseDecoder],
+        "decoder": [
+            StrOptions({"additive", "masked", "transformer", "mlp"}),
+            BaseDecoder,
+        ],
         "kl_weight": [Interval(Real, 0, None, closed="left"), None],
         "consistency_weight": [Interval(Real, 0, None, closed="left")],
         "consistency_warmup": [Interval(Integral, 0, None, closed="left")],
