@@ -28,8 +28,8 @@ import warnings
 import torch
 
 from compgen_sk import GenerativeInverter, GradientSearch
-from compgen_sk.decoders import AdditiveDecoder
 from compgen_sk.datasets import make_digit_compositions
+from compgen_sk.decoders import AdditiveDecoder
 
 # A busy neighbour: a torch training loop on two threads, until killed.
 _BUSY = """
@@ -93,9 +93,10 @@ def main(argv=None):
     queries = images[:256]
     print(f"\n{'':34}{'alone':>9}{'beside':>9}{'ratio':>8}")
     for label, n_jobs in (("n_jobs=None (one thread)", None), ("n_jobs=-1", -1)):
+        search = fitted[n_jobs]
         jobs = {
             "fit": lambda n_jobs=n_jobs: model(n_jobs).fit(images),
-            "transform, search": lambda n_jobs=n_jobs: fitted[n_jobs].transform(queries),
+            "transform, search": lambda search=search: search.transform(queries),
         }
         for what, fn in jobs.items():
             alone = min(_timed(fn) for _ in range(2))
