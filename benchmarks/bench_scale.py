@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -99,17 +98,15 @@ def _write_data(folder, n):
 
 def _child(storage, path, n):
     """Run in a fresh process: open, fit one epoch, transform; print JSON."""
-    import torch
 
     from compgen_sk import GenerativeInverter
 
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     warnings.simplefilter("ignore")
     X = np.load(path, mmap_mode="r")
     if storage == "memory":
         X = np.array(X)
     model = GenerativeInverter(
-        n_slots=2, slot_dim=4, max_epochs=1, search_steps=0, random_state=0
+        n_slots=2, slot_dim=4, max_epochs=1, search=None, random_state=0
     )
     with _PeakAnon() as memory:
         start = time.perf_counter()
@@ -146,26 +143,37 @@ def _run_storage(storage, folder, n):
 def _dask_search():
     """Wall time of one grid search, serial and on 2 Dask worker processes."""
     import joblib
-    import torch
     from distributed import Client, LocalCluster
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import Pipeline
 
-    from compgen_sk import GenerativeInverter, HeldOutCombinations, SlotProbe
+    from compgen_sk import (
+        GenerativeInverter,
+        GradientSearch,
+        HeldOutCombinations,
+        SlotProbe,
+    )
     from compgen_sk.datasets import make_digit_compositions
 
     warnings.simplefilter("ignore")
-    # One torch thread per fit, serially as on Dask's workers (which set
-    # OMP_NUM_THREADS=1): the same arithmetic, so the same scores.
-    torch.set_num_threads(1)
+    # Each fit runs on one torch thread (n_jobs=None), serially as on Dask's
+    # workers: the same arithmetic, so the same scores.
     digits = make_digit_compositions(1500, random_state=0)
     model = Pipeline(
         [
-            ("inv", GenerativeInverter(n_slots=2, max_epochs=5, random_state=0)),
+            (
+                "inv",
+                GenerativeInverter(
+                    n_slots=2,
+                    max_epochs=5,
+                    search=GradientSearch(steps=20),
+                    random_state=0,
+                ),
+            ),
             ("probe", SlotProbe(random_state=0)),
         ]
     )
-    grid = {"inv__decoder": ["additive", "mlp"], "inv__search_steps": [0, 20]}
+    grid = {"inv__decoder": ["additive", "mlp"], "inv__search__steps": [0, 20]}
     cv = HeldOutCombinations(n_splits=2, random_state=0)
 
     def search(n_jobs):

@@ -9,8 +9,10 @@ Prints four figures, each against its target:
    (<= 1.25: no overhead beyond the arithmetic);
 3. skorch training throughput vs a plain torch loop on the same module, data,
    batch size and optimizer (>= 0.9);
-4. peak memory added by ``transform`` on 20,000 images vs on one chunk of
-   ``search_batch_size`` images (<= 2x), read from the kernel's peak-RSS counter.
+4. peak memory added by ``transform`` on 20,000 images vs on one chunk of the
+   search's ``batch_size`` images (<= 2x), read from the kernel's peak-RSS counter.
+
+Everything runs on one torch thread, as the estimators do at ``n_jobs=None``.
 
 The workload is the default compare setting: digit compositions (3 x 16 x 32
 images), a GenerativeInverter with the additive decoder, 2 slots of 8.
@@ -25,7 +27,7 @@ import time
 import numpy as np
 import torch
 
-from compgen_sk import GenerativeInverter
+from compgen_sk import GenerativeInverter, GradientSearch
 from compgen_sk.datasets import make_digit_compositions
 from compgen_sk.inversion import search_latents
 
@@ -82,7 +84,7 @@ def bench_training(images, epochs, device):
         max_epochs=epochs,
         batch_size=64,
         device=device,
-        search_steps=0,
+        search=None,
         random_state=0,
     )
     estimator.fit(images[:256])  # warm up torch (first optimizer import, kernels)
@@ -132,8 +134,9 @@ def _peak_added_mib(fn):
 
 
 def bench_memory(estimator, images, steps):
-    estimator.set_params(search_steps=steps)
-    chunk = estimator.search_batch_size
+    search = GradientSearch(steps=steps)
+    estimator.set_params(search=search)
+    chunk = search.batch_size
     big = np.concatenate([images] * int(np.ceil(20_000 / len(images))))[:20_000]
     estimator.transform(big[:chunk])  # warm up allocator and kernels
     one_chunk = _peak_added_mib(lambda: estimator.transform(big[:chunk]))
@@ -149,6 +152,7 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    torch.set_num_threads(1)  # the estimators' own policy, for the plain loops too
 
     bunch = make_digit_compositions(args.n_train, random_state=0)
     images = bunch.images

@@ -13,7 +13,7 @@ scored three ways:
 
 - ``encoder``: the encoder's slots, no search;
 - ``search``: 100 steps of gradient search from the encoder's guess;
-- ``search xK``: the same search from K starts (``search_restarts``).
+- ``search xK``: the same search from K starts (``GradientSearch(restarts=K)``).
 
 Prints per seed, then mean ± std over seeds, with the transform time per image
 of each way, so that the cost of K starts can be read against one.
@@ -26,7 +26,9 @@ from dataclasses import replace
 
 import pandas as pd
 
-from compgen_sk.compare import Comparison, Settings, evaluate, load_split, with_params
+from compgen_sk import GradientSearch
+from compgen_sk.app.compare import Comparison, Settings, evaluate, load_split
+from compgen_sk.app.methods import generator, with_search
 
 
 def run(args):
@@ -47,17 +49,14 @@ def run(args):
         for weight in args.weights:
             # The comparison's own sprites generator (shared renderer,
             # consistency after a third of the epochs), at this weight.
-            settings = replace(base, extra={"consistency_weight": weight})
-            comparison = Comparison(settings, split, seed)
-            model = comparison.generator()
-            fit_seconds = comparison.fit_seconds["generator"]
+            settings = replace(base, generator_params={"consistency_weight": weight})
+            model, fit_seconds = generator(Comparison(settings, split, seed))
+            steps = args.search_steps
             ways = {
-                "encoder": with_params(model, search_steps=0),
-                "search": with_params(model, search_steps=args.search_steps),
-                f"search x{args.restarts}": with_params(
-                    model,
-                    search_steps=args.search_steps,
-                    search_restarts=args.restarts,
+                "encoder": with_search(model, None),
+                "search": with_search(model, GradientSearch(steps=steps)),
+                f"search x{args.restarts}": with_search(
+                    model, GradientSearch(steps=steps, restarts=args.restarts)
                 ),
             }
             for way, estimator in ways.items():
