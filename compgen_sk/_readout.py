@@ -22,8 +22,14 @@ from sklearn.metrics import r2_score
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_array
 
-from ._concepts import check_unique_columns, group_columns, is_categorical
+from ._concepts import (
+    FLOAT32_MAX,
+    check_unique_columns,
+    group_columns,
+    is_categorical,
+)
 
 READOUTS = ("linear", "mlp")
 _MLP_HIDDEN = (64,)
@@ -140,6 +146,29 @@ def split_slots(slots, n_slots):
             f"n_slots={n_slots} does not divide the {slots.shape[1]} slot features."
         )
     return slots.reshape(len(slots), n_slots, -1)
+
+
+def check_slots(Z, n_slots, slot_dim, *, estimator=None):
+    """Slot arrays (n, K * d) or (n, K, d), checked and returned as (n, K, d)."""
+    K, d = n_slots, slot_dim
+    Z = check_array(
+        Z,
+        allow_nd=True,
+        dtype=[np.float32, np.float64],
+        input_name="Z",
+        estimator=estimator,
+    )
+    if Z.shape[1:] not in ((K * d,), (K, d)):
+        raise ValueError(
+            f"Z must have shape (n, {K * d}) or (n, {K}, {d}) for {K} slots of "
+            f"dimension {d}; got {Z.shape}."
+        )
+    if Z.size and float(np.abs(Z).max()) > FLOAT32_MAX:
+        raise ValueError(
+            f"Z has values up to {float(np.abs(Z).max()):.3g}, beyond the float32 "
+            f"range (±{FLOAT32_MAX:.3g}) that the decoders compute in."
+        )
+    return Z.reshape(len(Z), K, d)
 
 
 def make_readout(readout, categorical, random_state=None):

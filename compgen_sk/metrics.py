@@ -1,15 +1,7 @@
-"""Metrics of slot representations and their decoders, and scorers.
-
-See :ref:`background-metrics`.
-
-- :func:`slot_identifiability_score`: a :class:`~compgen_sk.SlotProbe` fitted on
-  some samples and scored on the others: mean matched R² / accuracy (Wiedemer et
-  al. 2024; Lachapelle et al. 2023).
-- :func:`reconstruction_r2`: R² of reconstructing inputs through an estimator.
-- :func:`jacobian_interaction_score` and :func:`compositional_contrast`: how much
-  the decoder lets slots interact, from its Jacobian (Brady et al.).
-- :func:`make_slot_scorer` and ready scorers for ``GridSearchCV`` /
-  ``cross_validate``.
+"""Metrics of slot representations and their decoders, and scorers
+(:ref:`background-metrics`): slot identifiability, reconstruction R², how much
+a decoder lets slots interact (from its Jacobian), and scorers for
+``GridSearchCV`` / ``cross_validate``.
 """
 
 from __future__ import annotations
@@ -25,8 +17,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._concepts import FLOAT32_MAX
-from ._readout import concepts_from_table, split_slots
+from ._readout import check_slots, concepts_from_table, split_slots
 from ._sklearn_compat import (
     HasMethods,
     Interval,
@@ -60,8 +51,6 @@ _JACOBIAN_CONSTRAINTS = {
     "max_samples": [Interval(Integral, 1, None, closed="left")],
     "random_state": ["random_state"],
 }
-# Share of samples that fit the readouts when no fit_mask is given.
-_FIT_FRACTION = 0.5
 
 
 @validate_params(
@@ -181,18 +170,11 @@ def slot_identifiability_score(
     score = float(per_slot.mean())
     if not return_details:
         return score
-    return score, pd.DataFrame(
-        {
-            "true_slot": probe.concept_slots_,
-            "concept": probe.concept_names_,
-            "categorical": probe.categorical_,
-            "inferred_slot": probe.matching_[probe.concept_slots_]
-            if not probe.per_sample_
-            else -1,
-            "score": scores.to_numpy(),
-            "matching": matching,
-        }
-    )
+    read = -1 if probe.per_sample_ else probe.matching_[probe.concept_slots_]
+    details = {"true_slot": probe.concept_slots_, "concept": probe.concept_names_}
+    details.update(categorical=probe.categorical_, inferred_slot=read)
+    details.update(score=scores.to_numpy(), matching=matching)
+    return score, pd.DataFrame(details)
 
 
 def _fit_eval_split(n, fit_mask, random_state):
@@ -201,7 +183,7 @@ def _fit_eval_split(n, fit_mask, random_state):
             raise ValueError(f"Need at least 4 samples to split for readouts, got {n}.")
         return train_test_split(
             np.arange(n),
-            train_size=_FIT_FRACTION,
+            train_size=0.5,
             random_state=check_random_state(random_state).randint(2**31),
         )
     mask = np.asarray(fit_mask)
@@ -353,29 +335,6 @@ def reconstruction_r2(estimator, X, sample_weight=None):
     """
     estimator, X = _slot_estimator(estimator, X, needs_decoder=True)
     return float(estimator.score(X, sample_weight=sample_weight))
-
-
-def check_slots(Z, n_slots, slot_dim, *, estimator=None):
-    """Slot arrays (n, K * d) or (n, K, d), checked and returned as (n, K, d)."""
-    K, d = n_slots, slot_dim
-    Z = check_array(
-        Z,
-        allow_nd=True,
-        dtype=[np.float32, np.float64],
-        input_name="Z",
-        estimator=estimator,
-    )
-    if Z.shape[1:] not in ((K * d,), (K, d)):
-        raise ValueError(
-            f"Z must have shape (n, {K * d}) or (n, {K}, {d}) for {K} slots of "
-            f"dimension {d}; got {Z.shape}."
-        )
-    if Z.size and float(np.abs(Z).max()) > FLOAT32_MAX:
-        raise ValueError(
-            f"Z has values up to {float(np.abs(Z).max()):.3g}, beyond the float32 "
-            f"range (±{FLOAT32_MAX:.3g}) that the decoders compute in."
-        )
-    return Z.reshape(len(Z), K, d)
 
 
 def _slot_norms(estimator, X, Z, max_samples, random_state):

@@ -14,7 +14,8 @@ from .._version import __version__
 
 
 def build_parser():
-    from .compare import DATASETS, METHODS, PROBES, Settings
+    from .compare import DATASETS, METHODS
+    from .settings import PROBES, Settings
 
     defaults = Settings()
     parser = argparse.ArgumentParser(

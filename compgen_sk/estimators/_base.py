@@ -15,10 +15,11 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 
 from .._concepts import FLOAT32_MAX
+from .._readout import check_slots
 from .._sklearn_compat import Interval, StrOptions
 from .._torch import n_cores, torch_threads
 from ..encoders import ConvEncoder, MLPEncoder, build_backbone
-from ..metrics import check_slots, reconstruction_r2_score
+from ..metrics import reconstruction_r2_score
 from ..modules import RescaledDecoder, SlotEncoder, Standardize
 from ..search import GradientSearch, check_search
 from ._data import (

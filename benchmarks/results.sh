@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Every command of the Results page (docs/results.rst), one after another; each
+# one's output goes to OUT/<name>.log (and its CSVs and figures to OUT/<name>/).
+#   bash benchmarks/results.sh [OUT]        # about 3 hours on 2 CPU cores
+set -uo pipefail
+out=${1:-results}
+mkdir -p "$out"
+run() {
+    local name=$1
+    shift
+    echo "== $name: $*"
+    local start=$SECONDS
+    "$@" >"$out/$name.log" 2>&1
+    echo "   exit $?, $((SECONDS - start)) s"
+}
+bench="python benchmarks/bench_training.py --n-jobs 2"
+run digits compgen-sk compare --no-progress --out "$out/digits"
+run defaults $bench --datasets balls sprites-l16 digits --csv "$out/defaults.csv"
+run three-balls $bench --datasets three-balls --csv "$out/three-balls.csv"
+run overlap-penalty $bench --datasets three-balls balls --csv "$out/overlap-penalty.csv" \
+    --generator-params 'decoder=AdditiveDecoder("broadcast", overlap_penalty=0.1, penalty_epochs=15)'
+run sprites compgen-sk compare --dataset sprites --no-progress --out "$out/sprites" \
+    --methods encoder-autoencoder generative-encoder generative-search replay replay-search
+run data-efficiency compgen-sk compare --no-progress --out "$out/data-efficiency" \
+    --n-train 250 500 1000 2000 \
+    --methods encoder-autoencoder generative-encoder generative-search replay
+run sprites-l16 $bench --datasets sprites-l16 --csv "$out/sprites-l16.csv" \
+    --generator-params 'decoder=AdditiveDecoder(shared=True), consistency_weight=0.1, consistency_warmup=25'
+run shared $bench --datasets sprites-l16 twin-balls balls --csv "$out/shared.csv" \
+    --generator-params 'decoder=AdditiveDecoder(shared=True)'
+run renderers $bench --datasets balls sprites-l16 digits --csv "$out/renderers.csv" \
+    --params 'decoder__renderer="mlp"'
+run consistency python benchmarks/bench_sprites.py --csv "$out/consistency.csv"
+for epochs in 80 160; do
+    run "sprites-$epochs" compgen-sk compare --dataset sprites --seeds 0 --epochs "$epochs" \
+        --no-progress --out "$out/sprites-$epochs" \
+        --methods generative-encoder generative-search replay replay-search
+done
