@@ -2,9 +2,14 @@
 
 Each case names the error type and a phrase that its message must contain,
 grouped by what the user got wrong: X, y and concept tables, parameters,
-estimator state, persistence, the command line, data sets and splitters. Then
-the guarantees that hold for every call: nothing a user passes is modified and
-no global random generator is touched.
+estimator state, persistence, the command line, data sets and splitters
+(parameters include the decoder, encoder and search specification objects and
+their nested options, and the parameters the redesign removed). Then correct
+answers where a silent wrong one was possible, the traps a new user met (a
+wrong y in a Pipeline, one sample, strings, misspelt options, 2-D y, integer
+positions, continuous groups, interrupted or diverged fits), safe persistence,
+and the guarantees that hold for every call: nothing a user passes is modified
+and no global random generator is touched.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import pickle
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -22,21 +28,30 @@ import pytest
 import scipy.sparse
 import torch
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.metrics import r2_score
+from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
-from skorch.callbacks import Checkpoint, EarlyStopping, ProgressBar
+from sklearn.utils.validation import check_is_fitted
+from skorch.callbacks import Callback, Checkpoint, EarlyStopping, ProgressBar
 
 from compgen_sk import (
+    AdditiveDecoder,
+    ConvEncoder,
     EncoderBaseline,
     GenerativeInverter,
+    GradientSearch,
     HeldOutCombinations,
+    MLPDecoder,
+    MLPEncoder,
     ReplayEncoder,
     SlotProbe,
+    TransformerDecoder,
     load,
     save,
     train_test_split_combinations,
 )
-from compgen_sk.cli import main
-from compgen_sk.compare import run_comparison
+from compgen_sk.app.cli import main
+from compgen_sk.app.compare import run_comparison
 from compgen_sk.datasets import (
     load_pug,
     make_additive,
@@ -71,7 +86,9 @@ def quiet(fit):
 @functools.cache
 def inverter():
     X, _ = vectors()
-    return quiet(lambda: GenerativeInverter(**TINY, search_steps=2).fit(X))
+    return quiet(
+        lambda: GenerativeInverter(**TINY, search=GradientSearch(steps=2)).fit(X)
+    )
 
 
 @functools.cache
@@ -84,13 +101,16 @@ def supervised():
 @functools.cache
 def probe():
     rng = np.random.default_rng(0)
-    labels = rng.integers(0, 3, size=(90, 2))
-    slots = np.concatenate([np.eye(3)[labels[:, 0]], np.eye(3)[labels[:, 1]]], axis=1)
-    return SlotProbe(readout="linear", random_state=0).fit(slots, labels), slots, labels
+    labels = rng.integers(0, 3, size=(90, 2, 1))  # one label per true slot
+    slots = np.concatenate(
+        [np.eye(3)[labels[:, 0, 0]], np.eye(3)[labels[:, 1, 0]]], axis=1
+    )
+    fitted = SlotProbe(readout="linear", categorical=True, random_state=0)
+    return fitted.fit(slots, labels), slots, labels
 
 
 def fresh(**params):
-    return GenerativeInverter(**{**TINY, "search_steps": 2, **params})
+    return GenerativeInverter(**{**TINY, "search": GradientSearch(steps=2), **params})
 
 
 @dataclass
@@ -151,7 +171,31 @@ X_CASES = [
         "infinity",
     ),
     case("X-empty", fit_with_X(np.zeros((0, 4))), ValueError, "0 sample"),
-    case("X-strings", fit_with_X(np.array([["a", "b"]] * 5)), ValueError, "convert"),
+    case("X-strings", fit_with_X(np.array([["a", "b"]] * 5)), ValueError, "strings"),
+    case(
+        "X-strings-of-numbers",
+        fit_with_X(np.array([["0.1", "0.2"], ["0.3", "0.4"], ["0.5", "0.6"]])),
+        ValueError,
+        "X holds strings",
+    ),
+    case(
+        "X-strings-of-numbers-list",
+        fit_with_X([["0.1", "0.2"], ["0.3", "0.4"], ["0.5", "0.6"]]),
+        ValueError,
+        "X holds strings",
+    ),
+    case(
+        "X-bytes-of-numbers",
+        fit_with_X(np.array([[b"0.1", b"0.2"], [b"0.3", b"0.4"]])),
+        ValueError,
+        "X holds strings",
+    ),
+    case(
+        "X-transform-strings",
+        lambda: inverter().transform(vectors()[0][:3].astype(str)),
+        ValueError,
+        "X holds strings",
+    ),
     case("X-complex", fit_with_X(np.ones((5, 4), complex)), ValueError, "Complex"),
     case(
         "X-beyond-float32",
@@ -336,15 +380,61 @@ Y_CASES = [
     ),
     case(
         "probe-y-length",
-        lambda: SlotProbe().fit(np.zeros((10, 4)), np.zeros((9, 2))),
+        lambda: SlotProbe().fit(np.zeros((10, 4)), np.zeros((9, 2, 1))),
         ValueError,
         "9 samples",
     ),
     case(
-        "probe-too-few-slots",
-        lambda: SlotProbe(n_slots=1).fit(np.zeros((10, 4)), np.zeros((10, 2))),
+        "probe-too-few-slots-per-sample",
+        lambda: SlotProbe(n_slots=1, matching="per_sample").fit(
+            np.zeros((10, 4)), np.zeros((10, 2, 1))
+        ),
         ValueError,
-        "every true slot needs",
+        "at least as many inferred slots as objects",
+    ),
+    case(
+        "probe-y-2d-columns",
+        lambda: SlotProbe().fit(np.zeros((10, 4)), np.zeros((10, 2))),
+        ValueError,
+        "y[:, :, None]",
+    ),
+    case(
+        "probe-y-2d-columns-reshape",
+        lambda: SlotProbe().fit(np.zeros((10, 4)), np.zeros((10, 6))),
+        ValueError,
+        "y.reshape(10, K, m)",
+    ),
+    case(
+        "probe-score-y-2d-columns",
+        lambda: _continuous_probe().score(np.zeros((20, 4)), np.zeros((20, 2))),
+        ValueError,
+        "y[:, :, None]",
+    ),
+    case(
+        "identifiability-latents-2d-columns",
+        lambda: slot_identifiability_score(np.zeros((10, 2)), np.zeros((10, 2, 2))),
+        ValueError,
+        "y[:, :, None]",
+    ),
+    case(
+        "identifiability-latents-2d-columns-reshape",
+        lambda: slot_identifiability_score(np.zeros((10, 6)), np.zeros((10, 2, 2))),
+        ValueError,
+        "y.reshape(10, K, m)",
+    ),
+    case(
+        "probe-matching-auto",
+        lambda: SlotProbe(matching="auto").fit(np.zeros((10, 4)), np.zeros((10, 2, 1))),
+        InvalidParameterError,
+        "matching",
+    ),
+    case(
+        "probe-categorical-auto",
+        lambda: SlotProbe(categorical="auto").fit(
+            np.zeros((10, 4)), np.zeros((10, 2, 1))
+        ),
+        InvalidParameterError,
+        "categorical",
     ),
     case(
         "probe-score-other-concepts",
@@ -361,26 +451,28 @@ Y_CASES = [
     case(
         "probe-score-strings-for-continuous",
         lambda: _continuous_probe().score(
-            np.zeros((20, 4)), np.full((20, 2), "a", dtype=object)
+            np.zeros((20, 4)), np.full((20, 2, 1), "a", dtype=object)
         ),
         ValueError,
         "continuous at fit",
     ),
     case(
         "probe-categorical-index",
-        lambda: SlotProbe(categorical=[5]).fit(np.zeros((10, 4)), np.zeros((10, 2))),
+        lambda: SlotProbe(categorical=[5]).fit(np.zeros((10, 4)), np.zeros((10, 2, 1))),
         ValueError,
         "latent indices",
     ),
     case(
         "probe-y-nan",
-        lambda: SlotProbe().fit(np.zeros((10, 4)), nan_at(np.zeros((10, 2)), (0, 0))),
+        lambda: SlotProbe().fit(
+            np.zeros((10, 4)), nan_at(np.zeros((10, 2, 1)), (0, 0, 0))
+        ),
         ValueError,
         "NaN",
     ),
     case(
         "probe-y-complex",
-        lambda: SlotProbe().fit(np.zeros((10, 4)), np.ones((10, 2), complex)),
+        lambda: SlotProbe().fit(np.zeros((10, 4)), np.ones((10, 2, 1), complex)),
         ValueError,
         "Complex",
     ),
@@ -469,10 +561,20 @@ def _timestamp_supervised():
     return quiet(lambda: EncoderBaseline(**TINY, objective="supervised").fit(X, y))
 
 
+def _replay():
+    return pickle.loads(pickle.dumps(_fitted_replay()))
+
+
+@functools.cache
+def _fitted_replay():
+    X, _ = vectors()
+    return quiet(lambda: ReplayEncoder(inverter(), max_epochs=1, random_state=0).fit(X))
+
+
 def _continuous_probe():
     rng = np.random.default_rng(0)
     return SlotProbe(readout="linear").fit(
-        rng.normal(size=(20, 4)), rng.normal(size=(20, 2))
+        rng.normal(size=(20, 4)), rng.normal(size=(20, 2, 1))
     )
 
 
@@ -513,16 +615,108 @@ PARAMETER_CASES = [
         "optimizer_params",
     ),
     case(
-        "decoder_params-unknown",
-        fit_vectors(decoder_params={"depth": 3}),
-        ValueError,
-        "decoder_params",
+        "decoder-misspelt-option",
+        lambda: AdditiveDecoder(hiden=(8,)),
+        TypeError,
+        "unexpected keyword argument 'hiden'",
     ),
     case(
-        "encoder_params-unknown",
-        fit_vectors(encoder_params={"depth": 3}),
+        "decoder-misspelt-nested-option",
+        lambda: GenerativeInverter(decoder=AdditiveDecoder()).set_params(
+            decoder__hiden=(8,)
+        ),
         ValueError,
-        "encoder_params",
+        "Invalid parameter 'hiden' for estimator AdditiveDecoder",
+    ),
+    case(
+        "decoder-renderer-unknown",
+        fit_vectors(decoder=AdditiveDecoder(renderer="ray")),
+        InvalidParameterError,
+        "'renderer' parameter of AdditiveDecoder",
+    ),
+    case(
+        "decoder-renderer-list-unknown",
+        fit_vectors(decoder=AdditiveDecoder(renderer=["mlp", "ray"])),
+        ValueError,
+        "renderer must be",
+    ),
+    case(
+        "decoder-renderer-list-repeated",
+        fit_vectors(decoder=AdditiveDecoder(renderer=["mlp", "mlp"])),
+        ValueError,
+        "list of distinct",
+    ),
+    case(
+        "decoder-overlap-penalty-negative",
+        fit_vectors(decoder=AdditiveDecoder(overlap_penalty=-0.1)),
+        InvalidParameterError,
+        "'overlap_penalty' parameter of AdditiveDecoder",
+    ),
+    case(
+        "decoder-penalty-epochs-0",
+        fit_vectors(decoder=AdditiveDecoder(overlap_penalty=0.1, penalty_epochs=0)),
+        InvalidParameterError,
+        "'penalty_epochs' parameter of AdditiveDecoder",
+    ),
+    case(
+        "decoder-hidden-int",
+        fit_vectors(decoder=AdditiveDecoder(hidden=8)),
+        InvalidParameterError,
+        "'hidden' parameter of AdditiveDecoder",
+    ),
+    case(
+        "decoder-nested-set-after-construction",
+        lambda: quiet(
+            lambda: (
+                fresh(decoder=AdditiveDecoder())
+                .set_params(decoder__renderer="ray")
+                .fit(vectors()[0])
+            )
+        ),
+        InvalidParameterError,
+        "'renderer' parameter of AdditiveDecoder",
+    ),
+    case(
+        "decoder-transformer-heads",
+        fit_vectors(decoder=TransformerDecoder(embed_dim=6, n_heads=4, n_layers=1)),
+        ValueError,
+        "n_heads=4 must divide embed_dim=6",
+    ),
+    case(
+        "decoder-transformer-penalty-negative",
+        fit_vectors(decoder=TransformerDecoder(interaction_penalty=-1.0)),
+        InvalidParameterError,
+        "'interaction_penalty' parameter of TransformerDecoder",
+    ),
+    case(
+        "decoder-class-not-instance",
+        fit_vectors(decoder=AdditiveDecoder),
+        InvalidParameterError,
+        "'decoder' parameter",
+    ),
+    case(
+        "baseline-decoder-additive",
+        lambda: EncoderBaseline(**TINY, decoder=AdditiveDecoder()).fit(vectors()[0]),
+        InvalidParameterError,
+        "'decoder' parameter of EncoderBaseline",
+    ),
+    case(
+        "encoder-mlp-hidden-int",
+        fit_vectors(encoder=MLPEncoder(hidden=8)),
+        InvalidParameterError,
+        "'hidden' parameter of MLPEncoder",
+    ),
+    case(
+        "encoder-conv-on-vectors",
+        fit_vectors(encoder=ConvEncoder()),
+        ValueError,
+        "ConvEncoder needs images",
+    ),
+    case(
+        "encoder-conv-channels-0",
+        lambda: fresh(encoder=ConvEncoder(channels=0)).fit(images()[0]),
+        InvalidParameterError,
+        "'channels' parameter of ConvEncoder",
     ),
     case("callbacks-int", fit_vectors(callbacks=[42]), ValueError, "skorch callbacks"),
     case(
@@ -580,7 +774,115 @@ PARAMETER_CASES = [
     ),
     case("n_init-0", fit_vectors(n_init=0), InvalidParameterError, "n_init"),
     case("tol-negative", fit_vectors(tol=-1.0), InvalidParameterError, "tol"),
-    case("vae-string", fit_vectors(vae="yes"), InvalidParameterError, "vae"),
+    case(
+        "kl_weight-string",
+        fit_vectors(kl_weight="yes"),
+        InvalidParameterError,
+        "kl_weight",
+    ),
+    case(
+        "kl_weight-negative",
+        fit_vectors(kl_weight=-1.0),
+        InvalidParameterError,
+        "kl_weight",
+    ),
+    case(
+        "removed-parameter-vae",
+        lambda: GenerativeInverter(vae=True),
+        TypeError,
+        "vae",
+    ),
+    case(
+        "removed-parameter-search_steps",
+        lambda: GenerativeInverter(search_steps=5),
+        TypeError,
+        "search_steps",
+    ),
+    case(
+        "removed-parameter-decoder_params",
+        lambda: GenerativeInverter(decoder_params={"hidden": (8,)}),
+        TypeError,
+        "decoder_params",
+    ),
+    case(
+        "removed-parameter-replay_epochs",
+        lambda: ReplayEncoder(replay_epochs=1),
+        TypeError,
+        "replay_epochs",
+    ),
+    case(
+        "removed-parameter-sampler",
+        lambda: ReplayEncoder(sampler="pool"),
+        TypeError,
+        "sampler",
+    ),
+    case("search-unknown", fit_vectors(search="beam"), InvalidParameterError, "search"),
+    case(
+        "search-class-not-instance",
+        fit_vectors(search=GradientSearch),
+        InvalidParameterError,
+        "search",
+    ),
+    case(
+        "search-steps-negative-at-fit",
+        fit_vectors(search=GradientSearch(steps=-1)),
+        InvalidParameterError,
+        "'steps' parameter of GradientSearch",
+    ),
+    case(
+        "replay-search-lr-0-after-fit",
+        lambda: (
+            _replay().set_params(search=GradientSearch(lr=0)).transform(vectors()[0])
+        ),
+        InvalidParameterError,
+        "'lr' parameter of GradientSearch",
+    ),
+    case(
+        "replay-max_epochs-0",
+        lambda: ReplayEncoder(inverter(), max_epochs=0).fit(vectors()[0]),
+        InvalidParameterError,
+        "max_epochs",
+    ),
+    case(
+        "replay-y-length",
+        lambda: ReplayEncoder(inverter(), max_epochs=1).fit(
+            vectors()[0], vectors()[1][:10]
+        ),
+        ValueError,
+        "y has 10 samples but X has 60",
+    ),
+    case(
+        "inverter-y-length",
+        lambda: fresh().fit(vectors()[0], np.zeros(59)),
+        ValueError,
+        "y has 59 samples but X has 60",
+    ),
+    case(
+        "one-sample-inverter",
+        lambda: fresh().fit(vectors()[0][:1]),
+        ValueError,
+        "minimum of 2 is required",
+    ),
+    case(
+        "one-sample-baseline",
+        lambda: EncoderBaseline(**TINY).fit(vectors()[0][:1]),
+        ValueError,
+        "minimum of 2 is required",
+    ),
+    case(
+        "one-sample-supervised",
+        lambda: EncoderBaseline(**TINY, objective="supervised").fit(
+            vectors()[0][:1], vectors()[1][:1]
+        ),
+        ValueError,
+        "minimum of 2 is required",
+    ),
+    case(
+        "one-sample-replay",
+        lambda: ReplayEncoder(inverter(), max_epochs=1).fit(vectors()[0][:1]),
+        ValueError,
+        "minimum of 2 is required",
+    ),
     case(
         "random_state-string",
         fit_vectors(random_state="seed"),
@@ -618,34 +920,58 @@ PARAMETER_CASES = [
         "fitted generator expects",
     ),
     case(
-        "search_steps-negative-after-fit",
-        transform_after(search_steps=-1),
+        "search-steps-negative-after-fit",
+        transform_after(search=GradientSearch(steps=-1)),
         InvalidParameterError,
-        "search_steps",
+        "'steps' parameter of GradientSearch",
     ),
     case(
-        "search_steps-float-after-fit",
-        transform_after(search_steps=2.5),
+        "search-steps-float-after-fit",
+        transform_after(search__steps=2.5),
         InvalidParameterError,
-        "search_steps",
+        "'steps' parameter of GradientSearch",
     ),
     case(
-        "search_lr-negative-after-fit",
-        transform_after(search_lr=-1),
+        "search-lr-negative-after-fit",
+        transform_after(search__lr=-1),
         InvalidParameterError,
-        "search_lr",
+        "'lr' parameter of GradientSearch",
     ),
     case(
-        "search_batch_size-0-after-fit",
-        transform_after(search_batch_size=0),
+        "search-batch_size-0-after-fit",
+        transform_after(search__batch_size=0),
         InvalidParameterError,
-        "search_batch_size",
+        "'batch_size' parameter of GradientSearch",
     ),
     case(
-        "search_tol-negative-after-fit",
-        transform_after(search_tol=-1.0),
+        "search-tol-negative-after-fit",
+        transform_after(search__tol=-1.0),
         InvalidParameterError,
-        "search_tol",
+        "'tol' parameter of GradientSearch",
+    ),
+    case(
+        "search-restarts-0-after-fit",
+        transform_after(search__restarts=0),
+        InvalidParameterError,
+        "'restarts' parameter of GradientSearch",
+    ),
+    case(
+        "search-unknown-after-fit",
+        transform_after(search="beam"),
+        ValueError,
+        "search",
+    ),
+    case(
+        "search-int-after-fit",
+        transform_after(search=5),
+        ValueError,
+        "search",
+    ),
+    case(
+        "search-misspelt-nested-option",
+        transform_after(search__step=5),
+        ValueError,
+        "Invalid parameter 'step' for estimator GradientSearch",
     ),
     case("lr-beyond-float32", fit_vectors(lr=1e39), InvalidParameterError, "'lr'"),
     case(
@@ -808,6 +1134,26 @@ PERSISTENCE_CASES = [
         ValueError,
         "no longer describe its fitted networks",
     ),
+    case(
+        "save-after-set-params-decoder",
+        lambda tmp: save(
+            pickle.loads(pickle.dumps(inverter())).set_params(
+                decoder=AdditiveDecoder(hidden=(4,))
+            ),
+            f"{tmp}/a.pt",
+        ),
+        ValueError,
+        "no longer describe its fitted networks",
+    ),
+    case(
+        "save-after-set-params-kl_weight",
+        lambda tmp: save(
+            pickle.loads(pickle.dumps(inverter())).set_params(kl_weight=1.0),
+            f"{tmp}/a.pt",
+        ),
+        ValueError,
+        "no longer describe its fitted networks",
+    ),
     case("save-to-folder", lambda tmp: save(inverter(), tmp), ValueError, "folder"),
     case(
         "load-text-file",
@@ -836,6 +1182,12 @@ FAST = [
 ]
 
 
+LR_ERROR = (
+    "compgen-sk compare: error: The 'lr' parameter of Settings must be a float in "
+    "the range (0.0, 3.4028234663852886e+38]. "
+)
+
+
 def cli(*argv):
     """The command line as a call that raises SystemExit on any failure."""
 
@@ -848,36 +1200,58 @@ def cli(*argv):
 
 
 CLI_CASES = [
-    case("cli-lr-0", cli("--lr", "0"), SystemExit, "--lr"),
-    case("cli-lr-nan", cli("--lr", "nan"), SystemExit, "--lr"),
-    case("cli-epochs-0", cli("--epochs", "0"), SystemExit, "--epochs"),
-    case("cli-n-jobs-0", cli("--n-jobs", "0"), SystemExit, "--n-jobs"),
-    case("cli-seed-negative", cli("--seeds", "-1"), SystemExit, "--seeds"),
+    case("cli-lr-0", cli("--lr", "0"), SystemExit, LR_ERROR + "Got 0.0 instead."),
+    case("cli-lr-nan", cli("--lr", "nan"), SystemExit, LR_ERROR + "Got nan instead."),
+    case(
+        "cli-epochs-0",
+        cli("--epochs", "0"),
+        SystemExit,
+        "compgen-sk compare: error: The 'epochs' parameter of Settings must be an "
+        "int in the range [1, inf). Got 0 instead.",
+    ),
+    case(
+        "cli-n-jobs-0",
+        cli("--n-jobs", "0"),
+        SystemExit,
+        "compgen-sk compare: error: The 'n_jobs' parameter of Settings",
+    ),
+    case(
+        "cli-seed-negative",
+        cli("--seeds", "-1"),
+        SystemExit,
+        "compgen-sk compare: error: seeds must be integers >= 0; got [-1].",
+    ),
     case("cli-method-unknown", cli("--methods", "magic"), SystemExit, "--methods"),
-    case("cli-image-size-0", cli("--image-size", "0"), SystemExit, "--image-size"),
+    case(
+        "cli-image-size-0",
+        cli("--image-size", "0"),
+        SystemExit,
+        "compgen-sk compare: error: The 'image_size' parameter of Settings",
+    ),
     case("cli-dataset-unknown", cli("--dataset", "mnist"), SystemExit, "--dataset"),
+    case("cli-lr-not-a-number", cli("--lr", "fast"), SystemExit, "--lr"),
     case(
         "api-lr-nan",
-        lambda tmp: run_comparison(lr=float("nan"), out=None, log=None),
+        lambda tmp: run_comparison(lr=float("nan"), out=None, log=print),
         ValueError,
-        "lr must be a number in",
+        "The 'lr' parameter of Settings must be a float in the range",
     ),
     case(
         "api-no-seeds",
-        lambda tmp: run_comparison(seeds=(), out=None, log=None),
+        lambda tmp: run_comparison(seeds=(), out=None, log=print),
         ValueError,
         "seeds",
     ),
     case(
         "api-probe-unknown",
-        lambda tmp: run_comparison(probe="svm", out=None, log=None),
+        lambda tmp: run_comparison(probe="svm", out=None, log=print),
         ValueError,
         "probe",
     ),
     case(
         "api-out-is-file",
         lambda tmp: run_comparison(
-            out=_write(tmp, "file.txt", b"x"), log=None, epochs=1
+            out=_write(tmp, "file.txt", b"x"), log=print, epochs=1
         ),
         ValueError,
         "is an existing file",
@@ -895,7 +1269,12 @@ CLI_CASES = [
         ValueError,
         "exceeds",
     ),
-    case("cli-lr-beyond-float32", cli("--lr", "1e39"), SystemExit, "--lr"),
+    case(
+        "cli-lr-beyond-float32",
+        cli("--lr", "1e39"),
+        SystemExit,
+        LR_ERROR + "Got 1e+39 instead.",
+    ),
     case(
         "cli-repeated-seeds",
         cli("--seeds", "0", "0"),
@@ -910,39 +1289,80 @@ CLI_CASES = [
     ),
     case(
         "api-data-dir-for-digits",
-        lambda tmp: run_comparison(data_dir=str(tmp), out=None, log=None),
+        lambda tmp: run_comparison(data_dir=str(tmp), out=None, log=print),
         ValueError,
-        "apply to dataset 'pug' only",
+        "data_dir applies to dataset 'pug' only",
     ),
     case(
         "api-image-size-for-additive",
-        lambda tmp: run_comparison(dataset="additive", image_size=8, log=None),
+        lambda tmp: run_comparison(dataset="additive", image_size=8, log=print),
         ValueError,
         "does not apply",
     ),
     case(
-        "api-extra-unknown",
-        lambda tmp: run_comparison(extra={"vae": True}, log=None),
+        "api-generator-params-unknown",
+        lambda tmp: run_comparison(generator_params={"vae": True}, log=print),
         ValueError,
         "does not take: ['vae']",
     ),
     case(
-        "api-extra-clash",
-        lambda tmp: run_comparison(extra={"max_epochs": 3}, log=None),
+        "api-generator-params-clash",
+        lambda tmp: run_comparison(generator_params={"max_epochs": 3}, log=print),
         ValueError,
         "must not set ['max_epochs']",
     ),
     case(
-        "api-extra-invalid",
-        lambda tmp: run_comparison(extra={"batch_size": 0}, log=None),
+        "api-generator-params-invalid",
+        lambda tmp: run_comparison(generator_params={"batch_size": 0}, log=print),
         ValueError,
         "batch_size",
     ),
     case(
         "api-empty-out",
-        lambda tmp: run_comparison(out="", log=None),
+        lambda tmp: run_comparison(out="", log=print),
         ValueError,
         "empty",
+    ),
+    case(
+        "api-generator-params-search",
+        lambda tmp: run_comparison(generator_params={"search": None}, log=print),
+        ValueError,
+        "must not set ['search']",
+    ),
+    case(
+        "api-generator-params-decoder-unknown",
+        lambda tmp: run_comparison(generator_params={"decoder": "cnn"}, log=print),
+        InvalidParameterError,
+        "The 'decoder' parameter of GenerativeInverter",
+    ),
+    case(
+        "api-generator-params-decoder-option",
+        # Training the first method would come before the generator's fit.
+        lambda tmp: run_comparison(
+            dataset="additive",
+            n_samples=200,
+            epochs=1,
+            search_steps=1,
+            seeds=(0,),
+            methods=("encoder-autoencoder", "generative-search"),
+            progress=False,
+            generator_params={"decoder": AdditiveDecoder(renderer="ray")},
+            log=print,
+        ),
+        ValueError,
+        "renderer",
+    ),
+    case(
+        "api-generator-params-kl-weight-negative",
+        lambda tmp: run_comparison(generator_params={"kl_weight": -1.0}, log=print),
+        InvalidParameterError,
+        "kl_weight",
+    ),
+    case(
+        "api-settings-extra-removed",
+        lambda tmp: run_comparison(extra={"consistency_weight": 0.1}, log=print),
+        TypeError,
+        "extra",
     ),
 ]
 
@@ -1098,7 +1518,7 @@ def test_an_output_folder_that_cannot_be_made_fails_first(tmp_path, capsys):
 
 
 def test_non_finite_scores_never_reach_results(monkeypatch, tmp_path):
-    from compgen_sk import compare
+    from compgen_sk.app import compare
 
     monkeypatch.setattr(
         compare.SlotProbe,
@@ -1146,7 +1566,7 @@ def test_probe_scores_categories_by_accuracy_whatever_the_dtype_at_score():
     assert fitted.score(slots, labels.astype(float)) == as_int
     # A category never seen at fit counts as an error, as accuracy counts it.
     unseen = labels.copy()
-    unseen[:30, 0] = 7
+    unseen[:30, 0, 0] = 7
     assert fitted.score(slots, unseen) < as_int
 
 
@@ -1176,7 +1596,7 @@ def test_bool_concepts_are_categorical():
 def test_channels_last_images_warn():
     X = np.random.default_rng(0).random((20, 8, 8, 3)).astype(np.float32)
     with pytest.warns(UserWarning, match=r"transpose\(0, 3, 1, 2\)"):
-        quiet_convergence(lambda: fresh(search_steps=0).fit(X))
+        quiet_convergence(lambda: fresh(search=None).fit(X))
 
 
 def quiet_convergence(fit):
@@ -1189,6 +1609,178 @@ def test_held_out_combination_folds_are_distinct():
     cv = HeldOutCombinations(n_splits=4, random_state=0)
     folds = [tuple(test) for _, test in cv.split(GRID, groups=GRID)]
     assert len(set(folds)) == 4
+
+
+def test_probe_with_fewer_slots_than_objects_scores_the_unheld_one_zero():
+    # Global matching with fewer inferred slots than true slots is allowed: the
+    # true slot that no inferred slot holds reads -1 and scores 0.
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(120, 2, 1))
+    slots = z[:, 1] + 0.01 * rng.normal(size=(120, 1))  # holds true slot 1 only
+    fitted = SlotProbe(n_slots=1, random_state=0).fit(slots, z)
+    assert fitted.matching_.tolist() == [-1, 0]
+    scores = fitted.concept_scores(slots, z)
+    assert scores.iloc[0] == 0.0
+    assert scores.iloc[1] > 0.99
+    assert fitted.score(slots, z) == pytest.approx(scores.mean())
+    assert fitted.predict(slots).shape == z.shape
+
+
+# ----------------------------------------------------------------------------------
+# Traps a new user met
+# ----------------------------------------------------------------------------------
+
+
+class EpochRecorder(Callback):
+    """Records every epoch of every fit it is given to: the estimators copy
+    their callbacks, so the record is kept on the class."""
+
+    epochs: ClassVar[list] = []
+
+    def on_epoch_end(self, net, **kwargs):
+        type(self).epochs.append(len(net.history))
+
+
+SLOT_ESTIMATORS = {
+    "inverter": lambda callbacks: fresh(callbacks=callbacks),
+    "encoder": lambda callbacks: EncoderBaseline(**TINY, callbacks=callbacks),
+    "replay": lambda callbacks: ReplayEncoder(
+        fresh(callbacks=callbacks), max_epochs=1, callbacks=callbacks
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(SLOT_ESTIMATORS))
+def test_a_pipeline_with_a_wrong_y_fails_before_training(kind):
+    X, z = vectors()
+    EpochRecorder.epochs.clear()
+    pipe = Pipeline(
+        [
+            (
+                "slots",
+                SLOT_ESTIMATORS[kind]([EpochRecorder()]).set_params(max_epochs=500),
+            ),
+            ("probe", SlotProbe(random_state=0)),
+        ]
+    )
+    with pytest.raises(ValueError, match="y has 59 samples but X has 60"):
+        pipe.fit(X, z[:59])
+    assert EpochRecorder.epochs == []  # not one epoch ran: it failed at once
+    # The recorder does see the epochs of a fit with the right y.
+    quiet(lambda: pipe.set_params(slots__max_epochs=1).fit(X, z))
+    assert EpochRecorder.epochs
+    assert np.isfinite(pipe.score(X, z))
+
+
+def test_an_interrupted_fit_reraises_and_leaves_the_estimator_unfitted():
+    class Interrupt(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            raise KeyboardInterrupt
+
+    X, _ = vectors()
+    model = fresh(max_epochs=3, callbacks=[Interrupt()])
+    with pytest.raises(
+        KeyboardInterrupt, match=r"GenerativeInverter\.fit was interrupted\."
+    ):
+        model.fit(X)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(model)
+    with pytest.raises(NotFittedError):
+        model.transform(X)
+
+
+def test_a_diverged_fit_leaves_the_estimator_unfitted():
+    X, _ = vectors()
+    model = fresh(lr=1e6, max_epochs=3)
+    with pytest.raises(ValueError, match="diverged"):
+        quiet(lambda: model.fit(X))
+    with pytest.raises(NotFittedError):
+        model.transform(X)
+
+
+def test_misspelt_decoder_options_are_named():
+    with pytest.raises(TypeError, match="hiden"):
+        AdditiveDecoder(hiden=(8,))
+    model = GenerativeInverter(decoder=AdditiveDecoder())
+    with pytest.raises(ValueError, match="'hiden'"):
+        model.set_params(decoder__hiden=(8,))
+    # The spelling that exists is a nested parameter.
+    model.set_params(decoder__hidden=(8,))
+    assert model.decoder.hidden == (8,)
+
+
+def test_a_string_array_X_is_refused_by_every_estimator():
+    X = np.array([["0.1", "0.2"], ["0.3", "0.4"], ["0.5", "0.6"]])
+    for model in (
+        fresh(),
+        EncoderBaseline(**TINY),
+        EncoderBaseline(**TINY, objective="supervised"),
+        ReplayEncoder(fresh(), max_epochs=1),
+    ):
+        with pytest.raises(ValueError, match="X holds strings"):
+            model.fit(X, np.zeros((3, 2, 1)))
+
+
+def test_integer_positions_are_continuous_in_the_probe_and_the_metric():
+    rng = np.random.default_rng(0)
+    positions = rng.integers(0, 8, size=(200, 2, 2))  # (x, y) on a grid per object
+    slots = positions[:, ::-1].reshape(200, -1) + 0.5 * rng.normal(size=(200, 4))
+    fit = np.arange(200) < 120
+    fitted = SlotProbe(random_state=0).fit(slots[fit], positions[fit])
+    assert not fitted.categorical_.any()
+    assert fitted.matching_.tolist() == [1, 0]
+    by_probe = fitted.score(slots[~fit], positions[~fit])
+    # R² of each position, not the accuracy of rounding to grid points.
+    predicted = fitted.predict(slots[~fit])
+    r2 = r2_score(
+        positions[~fit].reshape(80, -1),
+        predicted.reshape(80, -1),
+        multioutput="raw_values",
+    )
+    assert by_probe == pytest.approx(r2.mean(), abs=1e-12)
+    assert 0.5 < by_probe < 1.0  # accuracy of grid points would be near 0
+    by_metric, details = slot_identifiability_score(
+        positions, slots, n_slots=2, fit_mask=fit, return_details=True, random_state=0
+    )
+    assert not details["categorical"].any()
+    assert details["inferred_slot"].tolist() == [1, 1, 0, 0]
+    # The same probe on the same split; the mean over true slots of their
+    # concepts' mean is the mean over concepts (two per slot), to rounding.
+    assert by_metric == pytest.approx(by_probe, rel=1e-12)
+    # Categorical only when asked.
+    as_labels = SlotProbe(categorical=True, random_state=0).fit(
+        slots[fit], positions[fit]
+    )
+    assert as_labels.categorical_.all()
+
+
+def test_held_out_combinations_warn_on_continuous_concept_values():
+    rng = np.random.default_rng(0)
+    concepts = pd.DataFrame(
+        {"a_x": rng.uniform(size=100), "b_x": rng.uniform(size=100)}
+    )
+    X = np.zeros((100, 1))
+    cv = HeldOutCombinations(n_splits=2, random_state=0)
+    # Every sample is a combination of its own: no split keeps each value in
+    # training, and the warning says why.
+    with pytest.warns(UserWarning, match="distinct combinations"):
+        with pytest.raises(ValueError, match="No valid"):
+            list(cv.split(X, groups=concepts))
+    with pytest.warns(UserWarning, match="distinct combinations"):
+        with pytest.raises(ValueError, match="No valid"):
+            train_test_split_combinations(X, concepts=concepts, random_state=0)
+    # Finely graded values split, with the warning.
+    graded = pd.DataFrame(rng.integers(0, 20, size=(100, 2)), columns=["a_x", "b_x"])
+    with pytest.warns(UserWarning, match="100 samples"):
+        assert len(list(cv.split(X, groups=graded))) == 2
+    # Binned, they split without one.
+    binned = concepts.apply(lambda column: pd.cut(column, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folds = list(cv.split(X, groups=binned))
+        train, test = train_test_split_combinations(X, concepts=binned, random_state=0)
+    assert len(folds) == 2
+    assert len(train) + len(test) == 100
 
 
 # ----------------------------------------------------------------------------------
@@ -1204,13 +1796,13 @@ def test_saved_estimator_transforms_bit_for_bit(kind, tmp_path):
     if kind == "inverter":
         model, data = inverter(), vectors()[0]
     elif kind in ("auto", "broadcast"):  # images: both renderers, or a named one
-        params = {"decoder_params": {"renderer": "broadcast"}} if kind != "auto" else {}
+        params = {"decoder": AdditiveDecoder("broadcast")} if kind != "auto" else {}
         model, data = quiet(lambda: fresh(**params).fit(X)), X
     elif kind == "replay":
         model = quiet(
-            lambda: ReplayEncoder(inverter(), replay_epochs=1, search_steps=2).fit(
-                vectors()[0]
-            )
+            lambda: ReplayEncoder(
+                inverter(), max_epochs=1, search=GradientSearch(steps=2)
+            ).fit(vectors()[0])
         )
         data = vectors()[0]
     elif kind == "supervised":
@@ -1219,7 +1811,9 @@ def test_saved_estimator_transforms_bit_for_bit(kind, tmp_path):
         data = pd.DataFrame(vectors()[0]).add_prefix("pixel")
         model = quiet(
             lambda: fresh(
-                decoder_params={"hidden": (16, 16)}, optimizer=torch.optim.Adam
+                decoder=AdditiveDecoder(hidden=(16, 16)),
+                kl_weight=0.5,
+                optimizer=torch.optim.Adam,
             ).fit(data)
         )
     path = tmp_path / "model.pt"
@@ -1234,6 +1828,9 @@ def test_saved_estimator_transforms_bit_for_bit(kind, tmp_path):
         assert loaded.renderer_ == model.renderer_
         assert loaded.renderer_losses_ == model.renderer_losses_
         assert (model.renderer_losses_ is None) == (kind == "broadcast")
+    if kind in ("inverter", "replay"):
+        assert type(loaded.search) is GradientSearch
+        assert loaded.search.get_params() == model.search.get_params()
     if kind == "replay":
         assert loaded.generator is loaded.generator_
     if kind == "supervised":
@@ -1241,7 +1838,10 @@ def test_saved_estimator_transforms_bit_for_bit(kind, tmp_path):
         assert loaded.concept_categories_ == model.concept_categories_
     if kind == "frame":
         np.testing.assert_array_equal(loaded.feature_names_in_, model.feature_names_in_)
-        assert loaded.decoder_params == {"hidden": (16, 16)}
+        assert type(loaded.decoder) is AdditiveDecoder
+        assert loaded.decoder.get_params() == model.decoder.get_params()
+        assert loaded.get_params()["decoder__hidden"] == (16, 16)
+        assert loaded.kl_weight == 0.5
         assert loaded.optimizer is torch.optim.Adam
 
 
@@ -1295,7 +1895,7 @@ def test_no_global_random_generator_is_touched(tmp_path):
     model = quiet(lambda: fresh(n_init=2).fit(X))
     model.transform(X)
     model.score(X)
-    replay = ReplayEncoder(model, replay_epochs=1, random_state=0)
+    replay = ReplayEncoder(model, max_epochs=1, random_state=0)
     quiet(lambda: replay.fit(X)).transform(X)
     quiet(lambda: EncoderBaseline(**TINY, objective="supervised").fit(X, z)).score(X, z)
     slots = model.transform(X)
@@ -1325,13 +1925,15 @@ def test_nothing_a_user_passes_is_modified():
     images_X, concepts = images()
     images_X, concepts = images_X.copy(), concepts.copy()
     copies = (X.copy(), z.copy(), images_X.copy(), concepts.copy())
-    decoder_params = {"hidden": (16, 16)}
+    hidden = [16, 16]
+    decoder = MLPDecoder(hidden=hidden)
+    search = GradientSearch(steps=2)
     callbacks = [ProgressBar()]
     optimizer_params = {"weight_decay": 0.0}
     model = quiet(
         lambda: fresh(
-            decoder="mlp",
-            decoder_params=decoder_params,
+            decoder=decoder,
+            search=search,
             optimizer_params=optimizer_params,
             callbacks=callbacks,
             verbose=0,
@@ -1352,7 +1954,11 @@ def test_nothing_a_user_passes_is_modified():
     np.testing.assert_array_equal(images_X, copies[2])
     pd.testing.assert_frame_equal(concepts, copies[3])
     np.testing.assert_array_equal(slots, slots_copy)
-    assert decoder_params == {"hidden": (16, 16)}
+    assert model.decoder is decoder and decoder.hidden is hidden
+    assert hidden == [16, 16]
+    assert decoder.get_params() == MLPDecoder(hidden=[16, 16]).get_params()
+    assert model.search is search
+    assert search.get_params() == GradientSearch(steps=2).get_params()
     assert optimizer_params == {"weight_decay": 0.0}
     assert len(callbacks) == 1 and isinstance(callbacks[0], ProgressBar)
     assert not hasattr(callbacks[0], "pbar_") or callbacks[0].pbar_ is None
