@@ -7,7 +7,7 @@ from numbers import Integral, Real
 import torch
 from sklearn.base import BaseEstimator
 
-from ._sklearn_compat import Interval
+from ._sklearn_compat import Interval, StrOptions, validate_parameter_constraints
 from .inversion import search_latents, search_starts
 
 __all__ = ["GradientSearch", "check_search"]
@@ -112,10 +112,15 @@ class GradientSearch(BaseEstimator):
         return found[best, torch.arange(len(z), device=z.device)]
 
 
-def check_search(search):
+def check_search(search, caller_name="the estimator"):
     """The search that ``search`` stands for, validated: None (the encoder
     alone), ``"gradient"`` (:class:`GradientSearch` at its defaults) or a
-    :class:`GradientSearch`."""
+    :class:`GradientSearch`; errors name ``caller_name``'s parameter."""
+    validate_parameter_constraints(
+        {"search": [StrOptions({"gradient"}), GradientSearch, None]},
+        {"search": search},
+        caller_name=caller_name,
+    )
     if search is None:
         return None
     if isinstance(search, str):

@@ -227,6 +227,9 @@ def check_settings(settings, out=None):
         s.generator_params,
         "GenerativeInverter",
     )
+    for value in s.generator_params.values():  # decoder, encoder or search objects
+        if hasattr(value, "_validate_params"):
+            value._validate_params()
     if out is not None:
         if not str(out).strip():
             raise ValueError("The output folder is empty; name a folder.")

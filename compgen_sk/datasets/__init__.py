@@ -11,12 +11,14 @@ are matched to objects per sample (``SlotProbe(matching="per_sample")``).
 from ._additive import make_additive
 from ._digits import make_digit_compositions
 from ._pug import load_pug
+from ._scenes import make_object_scenes
 from ._sprites import make_sprites, render_sprites
 
 __all__ = [
     "load_pug",
     "make_additive",
     "make_digit_compositions",
+    "make_object_scenes",
     "make_sprites",
     "render_sprites",
 ]

@@ -117,7 +117,16 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
 
     @_with_threads
     def _fit(self, X, y=None):
-        """The fit template that every estimator's ``fit`` runs."""
+        """The fit template that every estimator's ``fit`` runs. A fit that
+        fails (or is interrupted) leaves the estimator unfitted."""
+        try:
+            return self._fit_steps(X, y)
+        except BaseException:
+            for name in [k for k in vars(self) if k.endswith("_") and k[0] != "_"]:
+                delattr(self, name)
+            raise
+
+    def _fit_steps(self, X, y):
         optimizer = self.optimizer
         if not isinstance(optimizer, str) and not issubclass(
             optimizer, torch.optim.Optimizer
@@ -127,6 +136,8 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
                 f"torch.optim.Optimizer; got {optimizer!r}."
             )
         check_callbacks(self)
+        if self._searches:
+            check_search(self.search, type(self).__name__)  # before training
         X = check_X(self, X, reset=True)
         check_y_length(y, X)
         self.data_mean_, self.data_scale_ = data_scaling(X)
@@ -287,7 +298,9 @@ class SlotEstimatorBase(TransformerMixin, BaseEstimator):
         slots : ndarray of shape (n_samples, n_slots * slot_dim), float32
         """
         check_is_fitted(self)
-        search = check_search(self.search) if self._searches else None
+        search = (
+            check_search(self.search, type(self).__name__) if self._searches else None
+        )
         X = check_X(self, X, reset=False)
         device = self._inference_device()
         if search is None:

@@ -83,11 +83,12 @@ def save(estimator, path):
     Examples
     --------
     >>> import os, tempfile
-    >>> from compgen_sk import GenerativeInverter, load, save
+    >>> from compgen_sk import GenerativeInverter, GradientSearch, load, save
     >>> from compgen_sk.datasets import make_additive
     >>> X, _ = make_additive(100, n_slots=2, return_X_y=True, random_state=0)
     >>> model = GenerativeInverter(n_slots=2, slot_dim=2, max_epochs=2,
-    ...                            search_steps=5, random_state=0).fit(X)
+    ...                            search=GradientSearch(steps=5),
+    ...                            random_state=0).fit(X)
     >>> path = os.path.join(tempfile.mkdtemp(), "model.pt")
     >>> save(model, path)
     >>> (load(path).transform(X) == model.transform(X)).all()
