@@ -121,7 +121,7 @@ def _write_cli_help():
     import contextlib
     import io
 
-    from compgen_sk.cli import main
+    from compgen_sk.app.cli import main
 
     folder = DOCS / "generated" / "cli"
     folder.mkdir(parents=True, exist_ok=True)
