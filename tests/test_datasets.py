@@ -136,7 +136,27 @@ def test_bunch_has_documented_shapes_dtypes_and_columns(name):
     assert len(bunch.concepts) == n
     assert bunch.ood.dtype == np.bool_ and bunch.ood.shape == (n,)
     assert bunch.combination.dtype == np.int64 and bunch.combination.shape == (n,)
+    assert isinstance(bunch.exchangeable_slots, bool)
     assert isinstance(bunch.DESCR, str) and bunch.DESCR
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "expected"),
+    [
+        ("sprites", {}, True),
+        ("sprites", {"n_slots": 3}, True),
+        # One object has nothing to be exchanged with.
+        ("sprites", {"n_slots": 1}, False),
+        # Digits sit in their own cells, additive slots have their own functions.
+        ("digits", {}, False),
+        ("additive", {}, False),
+    ],
+)
+def test_bunch_says_whether_its_slots_are_exchangeable(name, kwargs, expected):
+    bunch = GENERATORS[name](20, random_state=0, **kwargs)
+    assert bunch.exchangeable_slots is expected
+    # Said by the Bunch, not marked on the concept table.
+    assert bunch.concepts.attrs == {}
 
 
 def test_sprite_image_sizes_follow_image_size():
@@ -771,6 +791,9 @@ def test_load_pug_reads_every_image_resized_with_its_labels(pug_root):
     )
     assert bunch.combination.dtype == np.int64
     assert bunch.ood.dtype == np.bool_
+    # An animal and a background are slots with roles, not exchangeable.
+    assert bunch.exchangeable_slots is False
+    assert bunch.concepts.attrs == {}
 
 
 def test_load_pug_cache_decodes_once_into_uint8_pixels(pug_root, tmp_path):

@@ -1,12 +1,22 @@
 """The method works, not only runs: tiny data, seconds each."""
 
 import copy
+import itertools
 
 import numpy as np
 import pytest
 import torch
 
-from compgen_sk import EncoderBaseline, GenerativeInverter, ReplayEncoder
+from compgen_sk import (
+    AdditiveDecoder,
+    EncoderBaseline,
+    GenerativeInverter,
+    GradientSearch,
+    MLPDecoder,
+    MLPEncoder,
+    ReplayEncoder,
+    TransformerDecoder,
+)
 from compgen_sk.datasets import make_additive
 from compgen_sk.inversion import (
     consistency_loss,
@@ -17,20 +27,25 @@ from compgen_sk.inversion import (
     search_starts,
 )
 from compgen_sk.modules import (
-    AdditiveDecoder,
-    TransformerDecoder,
+    AdditiveDecoderModule,
+    MLPDecoderModule,
+    TransformerDecoderModule,
     interaction_penalty,
-    make_decoder,
     overlap_penalty,
 )
 
 SMALL = dict(
     n_slots=2,
     slot_dim=2,
-    encoder_params={"hidden": (64, 64)},
-    decoder_params={"hidden": (64, 64)},
+    encoder=MLPEncoder(hidden=(64, 64)),
+    decoder=AdditiveDecoder(hidden=(64, 64)),
     batch_size=32,
 )
+
+
+def _small(**decoder_options):
+    """SMALL with an additive decoder of these options."""
+    return {**SMALL, "decoder": AdditiveDecoder(hidden=(64, 64), **decoder_options)}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +60,7 @@ def split_data():
 def generator(split_data):
     X_id, _ = split_data
     return GenerativeInverter(
-        max_epochs=40, search_steps=50, random_state=0, **SMALL
+        max_epochs=40, search=GradientSearch(steps=50), random_state=0, **SMALL
     ).fit(X_id)
 
 
@@ -63,16 +78,24 @@ def test_search_lowers_ood_reconstruction_error_below_the_encoder(
     assert searched < 0.9 * encoder_only
 
 
+def _with_search(estimator, **search):
+    """A shallow copy of ``estimator`` with a search of its own."""
+    return copy.copy(estimator).set_params(search=GradientSearch(**search))
+
+
 def test_more_search_steps_never_reconstruct_worse(generator, split_data):
     _, X_ood = split_data
     errors = []
     for steps in (0, 10, 50):
-        generator.set_params(search_steps=steps)
-        errors.append(
-            _mse(generator.inverse_transform(generator.transform(X_ood)), X_ood)
-        )
-    generator.set_params(search_steps=50)
+        est = _with_search(generator, steps=steps)
+        errors.append(_mse(est.inverse_transform(est.transform(X_ood)), X_ood))
     assert errors[0] >= errors[1] >= errors[2]
+    # No search is the encoder alone, as are zero steps.
+    no_search = copy.copy(generator).set_params(search=None)
+    np.testing.assert_array_equal(
+        no_search.transform(X_ood), _with_search(generator, steps=0).transform(X_ood)
+    )
+    np.testing.assert_array_equal(no_search.transform(X_ood), generator.encode(X_ood))
 
 
 def test_replay_encoder_inverts_the_generator_out_of_domain(generator, split_data):
@@ -84,11 +107,13 @@ def test_replay_encoder_inverts_the_generator_out_of_domain(generator, split_dat
     x_new = generator.inverse_transform(z_new)
     replay = ReplayEncoder(
         generator,
-        replay_epochs=20,
+        max_epochs=20,
         random_state=0,
-        encoder_params={"hidden": (64, 64)},
+        encoder=MLPEncoder(hidden=(64, 64)),
         batch_size=32,
     ).fit(X_id)
+    # A renderer per slot: replay keeps every slot at its position.
+    assert generator.recombination_ == replay.recombination_ == "shuffle"
     replay_error = _mse(replay.transform(x_new), z_new.reshape(400, -1))
     id_encoder_error = _mse(generator.encode(x_new), z_new.reshape(400, -1))
     assert replay_error < 0.25 * id_encoder_error
@@ -96,7 +121,7 @@ def test_replay_encoder_inverts_the_generator_out_of_domain(generator, split_dat
 
 def test_batched_search_equals_per_image_search():
     torch.manual_seed(0)
-    decoder = make_decoder("additive", 3, 2, (24,)).eval()
+    decoder = AdditiveDecoderModule(3, 2, (24,)).eval()
     z_true = torch.randn(16, 3, 2)
     with torch.no_grad():
         x = decoder(z_true)
@@ -112,7 +137,7 @@ def test_batched_search_equals_per_image_search():
 
 def test_search_early_stop_is_per_image_and_saves_steps():
     torch.manual_seed(0)
-    decoder = make_decoder("additive", 2, 2, (16,)).eval()
+    decoder = AdditiveDecoderModule(2, 2, (16,)).eval()
     z_true = torch.randn(32, 2, 2)
     with torch.no_grad():
         x = decoder(z_true)
@@ -131,7 +156,7 @@ def test_search_early_stop_is_per_image_and_saves_steps():
 
 
 def test_search_zero_steps_returns_the_start():
-    decoder = make_decoder("mlp", 2, 2, (8,)).eval()
+    decoder = MLPDecoderModule(2, 2, (8,)).eval()
     z0 = torch.randn(4, 2, 2)
     z, _, steps = search_latents(decoder, torch.zeros(4, 8), z0, steps=0, lr=0.1)
     torch.testing.assert_close(z, z0)
@@ -141,9 +166,8 @@ def test_search_zero_steps_returns_the_start():
 def test_transform_chunks_match_one_batch(generator, split_data):
     _, X_ood = split_data
     X = X_ood[:100]
-    whole = generator.set_params(search_batch_size=512).transform(X)
-    chunked = generator.set_params(search_batch_size=7).transform(X)
-    generator.set_params(search_batch_size=256)
+    whole = _with_search(generator, steps=50, batch_size=512).transform(X)
+    chunked = _with_search(generator, steps=50, batch_size=7).transform(X)
     # Rounding differs between batch sizes; where an image's loss is flat it can
     # decide which of two almost equally good points is kept (or the step on
     # which the image stops), so a rare image may end elsewhere in that
@@ -158,16 +182,16 @@ def test_transform_chunks_match_one_batch(generator, split_data):
     np.testing.assert_allclose(errors(whole), errors(chunked), rtol=1e-2, atol=1e-5)
 
 
-def test_vae_adds_a_kl_term_weighted_by_beta(split_data):
+def test_vae_adds_a_kl_term_weighted_by_kl_weight(split_data):
     X_id, _ = split_data
     history = {}
-    for beta in (0.0, 1.0):
+    for weight in (0.0, 1.0):
         est = GenerativeInverter(
-            vae=True, beta=beta, max_epochs=3, search_steps=0, random_state=0, **SMALL
+            kl_weight=weight, max_epochs=3, search=None, random_state=0, **SMALL
         ).fit(X_id)
-        history[beta] = est.net_.history
+        history[weight] = est.net_.history
     batch = history[1.0][-1, "batches", -1]
-    # loss = reconstruction + beta * KL per feature.
+    # loss = reconstruction + kl_weight * KL per feature.
     assert batch["train_loss"] == pytest.approx(
         batch["train_reconstruction"] + batch["train_kl"], rel=1e-4
     )
@@ -184,10 +208,13 @@ def test_vae_adds_a_kl_term_weighted_by_beta(split_data):
 def test_vae_encoder_is_deterministic_at_inference(split_data):
     X_id, _ = split_data
     est = GenerativeInverter(
-        vae=True, max_epochs=2, search_steps=0, random_state=0, **SMALL
+        kl_weight=1.0, max_epochs=2, search=None, random_state=0, **SMALL
     )
     est.fit(X_id)
     np.testing.assert_array_equal(est.transform(X_id[:20]), est.transform(X_id[:20]))
+    # kl_weight=None is no VAE: no KL term at all.
+    plain = GenerativeInverter(max_epochs=1, search=None, random_state=0, **SMALL)
+    assert "train_kl" not in plain.fit(X_id).net_.history[-1, "batches", -1]
 
 
 def test_interaction_penalty_is_zero_for_one_slot_per_pixel_and_maximal_for_uniform():
@@ -201,7 +228,7 @@ def test_interaction_penalty_is_zero_for_one_slot_per_pixel_and_maximal_for_unif
 
 def test_transformer_penalty_matches_its_attention():
     torch.manual_seed(0)
-    decoder = TransformerDecoder(2, 3, (5,), embed_dim=8, n_heads=2, n_layers=1)
+    decoder = TransformerDecoderModule(2, 3, (5,), embed_dim=8, n_heads=2, n_layers=1)
     z = torch.randn(4, 2, 3)
     out, penalty = decoder.forward_with_penalty(z)
     torch.testing.assert_close(out, decoder(z))
@@ -215,16 +242,16 @@ def test_transformer_penalty_matches_its_attention():
     torch.testing.assert_close(penalty, interaction_penalty(weights))
 
 
-def test_interaction_weight_lowers_the_penalty_under_training(split_data):
+def test_interaction_penalty_lowers_the_penalty_under_training(split_data):
     X_id, _ = split_data
     final = {}
     for weight in (0.0, 1.0):
         est = GenerativeInverter(
-            decoder="transformer",
-            decoder_params={"embed_dim": 16, "n_heads": 2, "n_layers": 1},
-            interaction_weight=weight,
+            decoder=TransformerDecoder(
+                embed_dim=16, n_heads=2, n_layers=1, interaction_penalty=weight
+            ),
             max_epochs=6,
-            search_steps=0,
+            search=None,
             random_state=0,
             n_slots=2,
             slot_dim=2,
@@ -256,7 +283,7 @@ def test_overlap_penalty_is_zero_for_disjoint_renderings_and_half_for_equal_ones
 
 def test_additive_penalty_is_computed_only_where_asked():
     torch.manual_seed(0)
-    decoder = AdditiveDecoder(3, 2, (3, 6, 6), renderer="broadcast", overlap=True)
+    decoder = AdditiveDecoderModule(3, 2, (3, 6, 6), renderer="broadcast", overlap=True)
     z = torch.randn(4, 3, 2)
     out, penalty = decoder.forward_with_penalty(z)
     torch.testing.assert_close(out, decoder(z))
@@ -271,33 +298,28 @@ def test_additive_penalty_is_computed_only_where_asked():
     assert torch.isfinite(overlap_penalty(big)).all()
 
 
-def test_overlap_is_weighed_by_interaction_weight_and_absent_at_zero(split_data):
+def test_overlap_is_weighed_by_overlap_penalty_and_absent_at_zero(split_data):
     X_id, _ = split_data
-    params = dict(max_epochs=2, search_steps=0, random_state=0, n_jobs=1, **SMALL)
-    plain = GenerativeInverter(**params).fit(X_id)
+    params = dict(max_epochs=2, search=None, random_state=0, n_jobs=1)
+    plain = GenerativeInverter(**params, **SMALL).fit(X_id)
     assert "train_interaction" not in plain.net_.history[-1, "batches"][0]
     assert not plain.decoder_.decoder.overlap
-    weighed = GenerativeInverter(interaction_weight=0.5, **params).fit(X_id)
+    weighed = GenerativeInverter(**params, **_small(overlap_penalty=0.5)).fit(X_id)
+    assert weighed.decoder_.decoder.overlap
     assert "train_interaction" in weighed.net_.history[-1, "batches"][0]
     assert not np.array_equal(plain.transform(X_id), weighed.transform(X_id))
-    for decoder in ("masked", "mlp"):
-        with pytest.warns(UserWarning, match="has no effect with decoder"):
-            GenerativeInverter(
-                decoder=decoder, interaction_weight=0.5, **{**params, "max_epochs": 1}
-            ).fit(X_id)
 
 
-def test_interaction_weight_lowers_the_overlap_of_additive_renderings(split_data):
+def test_overlap_penalty_lowers_the_overlap_of_additive_renderings(split_data):
     X_id, _ = split_data
     overlap = {}
     for weight in (0.0, 1.0):
         est = GenerativeInverter(
-            interaction_weight=weight,
             max_epochs=6,
-            search_steps=0,
+            search=None,
             random_state=0,
             n_jobs=1,
-            **SMALL,
+            **_small(overlap_penalty=weight),
         ).fit(X_id)
         z = torch.as_tensor(est.transform(X_id)).view(len(X_id), 2, -1)
         with torch.no_grad():
@@ -306,17 +328,15 @@ def test_interaction_weight_lowers_the_overlap_of_additive_renderings(split_data
     assert overlap[1.0] < 0.5 * overlap[0.0]
 
 
-def test_interaction_epochs_weighs_the_penalty_only_in_the_first_epochs(split_data):
+def test_penalty_epochs_weighs_the_penalty_only_in_the_first_epochs(split_data):
     X_id, _ = split_data
     est = GenerativeInverter(
-        interaction_weight=0.5,
-        interaction_epochs=2,
         max_epochs=4,
         tol=None,
-        search_steps=0,
+        search=None,
         random_state=0,
         n_jobs=1,
-        **SMALL,
+        **_small(overlap_penalty=0.5, penalty_epochs=2),
     ).fit(X_id)
     for epoch, row in enumerate(est.net_.history, start=1):
         weight = 0.5 if epoch <= 2 else 0.0
@@ -326,8 +346,8 @@ def test_interaction_epochs_weighs_the_penalty_only_in_the_first_epochs(split_da
                 batch["train_reconstruction"] + weight * batch["train_interaction"]
             )
             assert batch["train_loss"] == pytest.approx(expected, rel=1e-5)
-    with pytest.raises(ValueError, match="interaction_epochs"):
-        GenerativeInverter(interaction_epochs=0).fit(X_id)
+    with pytest.raises(ValueError, match="penalty_epochs"):
+        GenerativeInverter(decoder=AdditiveDecoder(penalty_epochs=0)).fit(X_id)
 
 
 def test_consistency_loss_starts_after_warmup_and_trains_only_the_encoder(split_data):
@@ -336,7 +356,7 @@ def test_consistency_loss_starts_after_warmup_and_trains_only_the_encoder(split_
         consistency_weight=1.0,
         consistency_warmup=2,
         max_epochs=4,
-        search_steps=0,
+        search=None,
         random_state=0,
         **SMALL,
     ).fit(X_id)
@@ -365,6 +385,45 @@ def test_matched_slot_mse_ignores_slot_order():
     assert matched_slot_mse(target + 1.0, target).item() == pytest.approx(1.0)
 
 
+def _brute_force_matched_mse(pred, target):
+    """Mean over samples of the lowest slot-averaged squared error over every
+    permutation of the predicted slots, and the best permutation per sample."""
+    n_slots = pred.shape[1]
+    perms = list(itertools.permutations(range(n_slots)))
+    errors = np.stack(
+        [((pred[:, list(p)] - target) ** 2).mean(axis=(1, 2)) for p in perms], axis=1
+    )  # (n, P)
+    best = errors.argmin(axis=1)
+    return errors.min(axis=1).mean(), [perms[b] for b in best]
+
+
+@pytest.mark.parametrize("n_slots", [2, 3, 4, 8])
+def test_matched_slot_mse_is_the_best_permutation_and_passes_gradient(n_slots):
+    # 8 slots: more than the enumerated permutations, the Hungarian path.
+    n, dim = (3, 2) if n_slots == 8 else (40, 3)
+    generator = torch.Generator().manual_seed(n_slots)
+    pred = torch.randn(n, n_slots, dim, dtype=torch.float64, generator=generator)
+
+    def noise(rows):
+        return torch.randn(rows, n_slots, dim, dtype=torch.float64, generator=generator)
+
+    # Half the samples: a noisy permutation of the predictions; the others
+    # unrelated targets.
+    target = pred[:, torch.randperm(n_slots, generator=generator)] + 0.3 * noise(n)
+    target[: n // 2] = noise(n // 2)
+    expected, best = _brute_force_matched_mse(pred.numpy(), target.numpy())
+    pred.requires_grad_(True)
+    loss = matched_slot_mse(pred, target)
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+    loss.backward()
+    # The gradient of the mean squared error of the matched pairs.
+    grad = torch.zeros_like(pred)
+    for i, perm in enumerate(best):
+        grad[i, list(perm)] = 2 * (pred[i, list(perm)] - target[i]) / pred.numel()
+    torch.testing.assert_close(pred.grad, grad.detach())
+    assert pred.grad.abs().sum() > 0
+
+
 def test_recombined_slots_keep_each_slot_marginal():
     slots = torch.arange(24.0).view(8, 3, 1)
     torch.manual_seed(0)
@@ -379,7 +438,11 @@ def test_recombined_slots_keep_each_slot_marginal():
 def test_encoder_baseline_does_not_generalize_like_search(generator, split_data):
     """The non-generative reference reconstructs OOD worse than search does."""
     X_id, X_ood = split_data
-    baseline = EncoderBaseline(max_epochs=40, random_state=0, **SMALL).fit(X_id)
+    baseline = EncoderBaseline(
+        max_epochs=40,
+        random_state=0,
+        **{**SMALL, "decoder": MLPDecoder(hidden=(64, 64))},
+    ).fit(X_id)
     assert baseline.score(X_id) > 0.9
     assert baseline.score(X_ood) < generator.score(X_ood)
 
@@ -387,7 +450,7 @@ def test_encoder_baseline_does_not_generalize_like_search(generator, split_data)
 def test_consistency_loss_cannot_be_lowered_by_shrinking_the_slots():
     """Normalized by the slots' variance: collapse to a point earns nothing."""
     torch.manual_seed(0)
-    decoder = make_decoder("additive", 2, 3, (10,)).eval()
+    decoder = AdditiveDecoderModule(2, 3, (10,)).eval()
 
     def collapsed_encoder(x):
         return torch.zeros(len(x), 2, 3)
@@ -408,8 +471,8 @@ def _per_image_sse(estimator, X):
 
 def test_multi_start_search_never_ends_worse_than_single_start(generator, split_data):
     _, X_ood = split_data
-    one = copy.copy(generator).set_params(search_restarts=1, search_steps=30)
-    four = copy.copy(generator).set_params(search_restarts=4, search_steps=30)
+    one = _with_search(generator, restarts=1, steps=30)
+    four = _with_search(generator, restarts=4, steps=30)
     single, multi = _per_image_sse(one, X_ood), _per_image_sse(four, X_ood)
     assert np.all(multi <= single * (1 + 1e-4) + 1e-7)
     assert multi.mean() < single.mean()
@@ -436,7 +499,7 @@ def test_search_starts_are_the_guess_and_slot_recombinations():
 
 def test_multi_start_transform_does_not_depend_on_the_batch(generator, split_data):
     _, X_ood = split_data
-    est = copy.copy(generator).set_params(search_restarts=3, search_steps=20)
+    est = _with_search(generator, restarts=3, steps=20)
     assert est.start_slots_.shape == (64, 2, 2)
     whole = est.transform(X_ood[:40])
 
@@ -444,11 +507,11 @@ def test_multi_start_transform_does_not_depend_on_the_batch(generator, split_dat
         return np.mean(np.all(np.isclose(a, b, atol=1e-4), axis=1)) >= 0.95
 
     assert agree(est.transform(X_ood[:8]), whole[:8])
-    est.set_params(search_batch_size=7)
+    est.set_params(search__batch_size=7)
     assert agree(est.transform(X_ood[:40]), whole)
 
 
 def test_search_restarts_is_validated_at_transform(generator, split_data):
-    est = copy.copy(generator).set_params(search_restarts=0)
-    with pytest.raises(ValueError, match="search_restarts"):
+    est = _with_search(generator, restarts=0)
+    with pytest.raises(ValueError, match="restarts"):
         est.transform(split_data[1][:4])

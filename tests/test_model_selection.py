@@ -3,6 +3,7 @@ compositional by construction, work in scikit-learn's model selection with metad
 routing off and on, and fail clearly where no such split exists."""
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,12 @@ from compgen_sk.datasets import make_additive, make_digit_compositions
 from compgen_sk.model_selection import (
     HeldOutCombinations,
     train_test_split_combinations,
+)
+
+# Hand-made tables of a few rows hold nearly as many combinations as rows,
+# which warns (tested on its own below); these tests are about something else.
+few_rows = pytest.mark.filterwarnings(
+    "ignore:groups hold .* distinct combinations:UserWarning"
 )
 
 
@@ -130,8 +137,85 @@ def test_repr_shows_the_parameters():
 def test_continuous_concept_bins_from_make_additive_split_compositionally():
     bunch = make_additive(300, n_slots=2, support="random", split="id", random_state=0)
     cv = HeldOutCombinations(n_splits=3, random_state=0)
-    for train, test in cv.split(bunch.data, groups=bunch.concepts):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # binned concepts: no warning
+        folds = list(cv.split(bunch.data, groups=bunch.concepts))
+    for train, test in folds:
         assert_compositional_split(bunch.concepts, train, test, 0.25)
+
+
+# ----------------------------------------------------------------------------------
+# Continuous groups warn: bin them first
+# ----------------------------------------------------------------------------------
+
+BIN_FIRST = (
+    r"groups hold {} distinct combinations among {} samples.*"
+    r"Bin such columns first"
+)
+
+
+def test_continuous_groups_warn_to_bin_them_first():
+    bunch = make_additive(200, n_slots=2, random_state=0)  # float concepts
+    assert (bunch.concepts.dtypes == np.float64).all()
+    cv = HeldOutCombinations(n_splits=1, random_state=0)
+    # Every sample is a combination of its own, so no value can be held out.
+    with pytest.warns(UserWarning, match=BIN_FIRST.format(200, 200)):
+        with pytest.raises(ValueError, match="No valid"):
+            next(cv.split(bunch.data, groups=bunch.concepts))
+    with pytest.warns(UserWarning, match=BIN_FIRST.format(200, 200)):
+        with pytest.raises(ValueError, match="No valid"):
+            train_test_split_combinations(
+                bunch.data, concepts=bunch.concepts, random_state=0
+            )
+
+
+def test_binned_continuous_groups_split_without_a_warning():
+    bunch = make_additive(200, n_slots=2, random_state=0)
+    binned = bunch.concepts.apply(lambda column: pd.cut(column, 4))
+    cv = HeldOutCombinations(n_splits=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folds = list(cv.split(bunch.data, groups=binned))
+        train_test_split_combinations(bunch.data, concepts=binned, random_state=0)
+    for train, test in folds:
+        assert_compositional_split(binned, train, test, 0.25)
+
+
+def test_finely_graded_groups_warn_but_still_split():
+    groups = np.random.default_rng(0).integers(0, 12, size=(120, 2))
+    n_combinations = len(np.unique(groups, axis=0))
+    assert n_combinations > 60
+    with pytest.warns(UserWarning, match=BIN_FIRST.format(n_combinations, 120)):
+        train, test = split_once(HeldOutCombinations(random_state=0), groups, groups)
+    assert_compositional_split(groups, train, test, 0.25)
+
+
+@pytest.mark.parametrize(("n_distinct", "warns"), [(5, False), (6, True)])
+def test_the_warning_starts_above_half_as_many_combinations_as_samples(
+    n_distinct, warns
+):
+    # 10 samples: (0, 0) repeated, then distinct combinations of seen values.
+    rows = [[0, 0], [0, 1], [1, 0], [1, 1], [1, 2], [2, 1]][:n_distinct]
+    groups = np.array(rows + [[0, 0]] * (10 - n_distinct))
+    assert len(np.unique(groups, axis=0)) == n_distinct
+    cv = HeldOutCombinations(n_splits=1, random_state=0)
+    if warns:
+        with pytest.warns(UserWarning, match=BIN_FIRST.format(n_distinct, 10)):
+            split_once(cv, groups, groups)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            split_once(cv, groups, groups)
+
+
+def test_the_warning_points_at_the_callers_line():
+    groups = np.random.default_rng(0).integers(0, 12, size=(120, 2))
+    with pytest.warns(UserWarning, match="Bin such columns first") as record:
+        next(HeldOutCombinations(random_state=0).split(groups, groups=groups))
+    assert record[0].filename == __file__
+    with pytest.warns(UserWarning, match="Bin such columns first") as record:
+        train_test_split_combinations(groups, concepts=groups, random_state=0)
+    assert record[0].filename == __file__
 
 
 # ----------------------------------------------------------------------------------
@@ -233,6 +317,7 @@ def test_invalid_parameters_raise_value_error_naming_them(params, match):
         split_once(HeldOutCombinations(**params), groups, groups)
 
 
+@few_rows
 def test_no_valid_split_raises_a_clear_error():
     # Every combination holds a value that occurs nowhere else.
     groups = np.array([[0, 0], [1, 1], [2, 2], [2, 2]])
@@ -240,6 +325,7 @@ def test_no_valid_split_raises_a_clear_error():
         split_once(HeldOutCombinations(), groups, groups)
 
 
+@few_rows
 def test_a_single_movable_combination_is_found():
     # Only (0, 0) can move: the others hold the lone values 2.
     groups = np.array([[0, 0], [0, 1], [1, 0], [1, 1], [2, 2]])
@@ -283,6 +369,7 @@ def test_train_test_split_combinations_is_reproducible(digit_data):
     np.testing.assert_array_equal(first[1], second[1])
 
 
+@few_rows
 def test_train_test_split_combinations_bad_arguments():
     groups = np.array([[a, b] for a in range(3) for b in range(3)])
     with pytest.raises(ValueError, match="At least one array"):
@@ -313,6 +400,7 @@ def concept_tables(draw):
     return np.stack(columns, axis=1)
 
 
+@few_rows
 @settings(max_examples=50, deadline=None)
 @given(
     groups=concept_tables(),
@@ -339,6 +427,7 @@ def test_every_split_is_compositional_or_refused(groups, test_size, seed):
         assert_compositional_split(groups, train, test, test_size)
 
 
+@few_rows
 @settings(max_examples=50, deadline=None)
 @given(
     groups=concept_tables(),

@@ -13,13 +13,17 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from compgen_sk import (
+    AdditiveDecoder,
+    ConvEncoder,
     EncoderBaseline,
     GenerativeInverter,
+    GradientSearch,
     HeldOutCombinations,
+    MLPDecoder,
     ReplayEncoder,
     SlotProbe,
 )
-from compgen_sk.datasets import make_digit_compositions
+from compgen_sk.datasets import make_digit_compositions, make_sprites
 from compgen_sk.metrics import slot_scorers
 
 
@@ -29,37 +33,70 @@ def test_sklearn_compatible_probe(estimator, check):
 
 
 def _one_hot_slots(classes, order, noise=0.1, seed=0):
+    """One-hot blocks of the classes (n, K, 1) of the true slots in ``order``."""
     rng = np.random.default_rng(seed)
-    blocks = [np.eye(3)[classes[:, k]] for k in order]
+    blocks = [np.eye(3)[classes[:, k, 0]] for k in order]
     slots = np.concatenate(blocks, axis=1)
     return slots + noise * rng.normal(size=slots.shape)
 
 
 @pytest.fixture
 def classes():
-    return np.random.default_rng(0).integers(0, 3, size=(300, 2))
+    """One class per true slot: latents (n, K, 1)."""
+    return np.random.default_rng(0).integers(0, 3, size=(300, 2, 1))
+
+
+def test_default_probe_is_continuous_and_global():
+    probe = SlotProbe()
+    assert probe.categorical is False
+    assert probe.matching == "global"
+    assert probe.readout == "linear"
 
 
 def test_probe_matches_swapped_slots_and_reads_classes(classes):
     slots = _one_hot_slots(classes, order=(1, 0))
-    probe = SlotProbe(random_state=0).fit(slots, classes)
+    probe = SlotProbe(categorical=True, random_state=0).fit(slots, classes)
     assert probe.matching_.tolist() == [1, 0]
+    assert probe.categorical_.all()
     assert probe.score(slots, classes) == 1.0
     np.testing.assert_array_equal(probe.predict(slots), classes)
     assert probe.slot_scores_.shape == (2, 2)
     assert probe.slot_scores_.iloc[1, 0] > probe.slot_scores_.iloc[0, 0]
 
 
+def test_integer_latents_are_continuous_unless_said_categorical(classes):
+    slots = _one_hot_slots(classes, order=(1, 0))
+    probe = SlotProbe(random_state=0).fit(slots, classes)
+    assert not probe.categorical_.any()
+    assert isinstance(probe.readouts_["slot0_0"][-1], Ridge)
+    # R² of a linear readout of the one-hot class, not an accuracy.
+    assert 0.9 < probe.score(slots, classes) < 1.0
+    assert probe.matching_.tolist() == [1, 0]
+    listed = SlotProbe(categorical=[0], random_state=0).fit(slots, classes)
+    assert listed.categorical_.all()
+    assert listed.score(slots, classes) == 1.0
+
+
+def test_string_latents_are_class_labels(classes):
+    labels = np.array(["a", "b", "c"])[classes]
+    slots = _one_hot_slots(classes, order=(0, 1))
+    probe = SlotProbe(random_state=0).fit(slots, labels)
+    assert probe.categorical_.all()
+    assert probe.score(slots, labels) == 1.0
+    np.testing.assert_array_equal(probe.predict(slots), labels)
+
+
 def test_probe_with_a_concept_table_predicts_a_table(classes):
     table = pd.DataFrame(
         {
-            "left_digit": pd.Categorical(classes[:, 0].astype(str)),
-            "right_digit": pd.Categorical(classes[:, 1].astype(str)),
+            "left_digit": pd.Categorical(classes[:, 0, 0].astype(str)),
+            "right_digit": pd.Categorical(classes[:, 1, 0].astype(str)),
         }
     )
     slots = _one_hot_slots(classes, order=(1, 0))
     probe = SlotProbe(random_state=0).fit(slots, table)
     assert probe.true_slot_names_ == ["left", "right"]
+    assert probe.categorical_.all()  # by dtype, whatever ``categorical`` says
     predicted = probe.predict(slots)
     assert list(predicted.columns) == ["left_digit", "right_digit"]
     assert (
@@ -76,6 +113,19 @@ def test_probe_continuous_latents_score_r2():
     probe = SlotProbe(random_state=0).fit(slots, latents)
     assert probe.score(slots, latents) == pytest.approx(1.0)
     assert probe.predict(slots).shape == latents.shape
+
+
+@pytest.mark.parametrize("shape", [(200,), (200, 1)])
+def test_probe_reads_one_concept_from_1d_or_one_column_y(shape):
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=200)
+    slots = np.c_[rng.normal(size=200), 2 * z]
+    y = z.reshape(shape)
+    probe = SlotProbe(n_slots=2, random_state=0).fit(slots, y)
+    assert probe.true_slot_names_ == ["slot0"]
+    assert probe.matching_.tolist() == [1]
+    assert probe.score(slots, y) == pytest.approx(1.0)
+    assert probe.predict(slots).shape == shape
 
 
 def test_probe_reads_slot_count_from_pandas_column_names():
@@ -95,25 +145,70 @@ def test_probe_reads_slot_count_from_pandas_column_names():
 def test_probe_with_mlp_and_custom_readouts(classes):
     slots = _one_hot_slots(classes, order=(0, 1))
     assert (
-        SlotProbe("mlp", random_state=0).fit(slots, classes).score(slots, classes)
+        SlotProbe("mlp", categorical=True, random_state=0)
+        .fit(slots, classes)
+        .score(slots, classes)
         > 0.95
     )
     continuous = classes.astype(float)
-    probe = SlotProbe(Ridge(), categorical=False, random_state=0).fit(slots, continuous)
+    probe = SlotProbe(Ridge(), random_state=0).fit(slots, continuous)
     assert isinstance(probe.readouts_["slot0_0"], Ridge)
     assert probe.score(slots, continuous) > 0.9
 
 
 def test_probe_errors(classes):
     slots = _one_hot_slots(classes, order=(0, 1))
-    with pytest.raises(ValueError, match="2 inferred slots but y has 3"):
-        SlotProbe(n_slots=2).fit(slots, np.c_[classes, classes[:, :1]])
     with pytest.raises(ValueError, match="does not divide"):
         SlotProbe(n_slots=4).fit(slots, classes)
     with pytest.raises(ValueError, match="samples"):
         SlotProbe().fit(slots[:10], classes)
     with pytest.raises(ValueError, match="readout"):
         SlotProbe(readout="forest").fit(slots, classes)
+    with pytest.raises(ValueError, match="matching"):
+        SlotProbe(matching="auto").fit(slots, classes)
+    with pytest.raises(ValueError, match="categorical"):
+        SlotProbe(categorical="auto").fit(slots, classes)
+
+
+def test_probe_refuses_a_2d_y_of_several_columns_with_a_hint(classes):
+    slots = _one_hot_slots(classes, order=(0, 1))
+    flat = classes[:, :, 0]  # (300, 2): one latent of two slots, or two of one?
+    hint = (
+        r"y is a 2-D array of 2 columns.*y\[:, :, None\] for one latent per slot, "
+        r"y\.reshape\(300, K, m\)"
+    )
+    with pytest.raises(ValueError, match=hint):
+        SlotProbe(categorical=True).fit(slots, flat)
+    # Reshaped as the hint says, it is read.
+    probe = SlotProbe(categorical=True, random_state=0).fit(slots, flat[:, :, None])
+    assert probe.score(slots, flat[:, :, None]) == 1.0
+    # Scoring a fitted probe with such a y says the same.
+    with pytest.raises(ValueError, match=hint):
+        probe.score(slots, flat)
+
+
+def test_probe_with_fewer_inferred_than_true_slots():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(400, 3, 2))
+    # Two inferred slots hold true slots 2 and 0; nothing holds true slot 1.
+    slots = np.concatenate([np.tanh(z[:, 2]), 2 * z[:, 0] + 1], axis=1)
+    probe = SlotProbe(n_slots=2, random_state=0).fit(slots, z)
+    assert probe.matching_.tolist() == [1, -1, 0]
+    assert probe.slot_scores_.shape == (2, 3)
+    scores = probe.concept_scores(slots, z)
+    assert scores.index.tolist() == [f"slot{k}_{j}" for k in range(3) for j in (0, 1)]
+    # The concepts of the true slot without an inferred slot score exactly 0.
+    assert (scores[["slot1_0", "slot1_1"]] == 0.0).all()
+    assert (scores[["slot0_0", "slot0_1"]] > 0.99).all()
+    assert (scores[["slot2_0", "slot2_1"]] > 0.9).all()
+    assert probe.score(slots, z) == pytest.approx(scores.mean())
+    # It is predicted from no feature: its fit mean.
+    predicted = probe.predict(slots)
+    assert predicted.shape == z.shape
+    np.testing.assert_allclose(
+        predicted[:, 1], np.broadcast_to(z[:, 1].mean(axis=0), (400, 2)), atol=1e-9
+    )
+    np.testing.assert_allclose(predicted[:, 0], z[:, 0], atol=1e-3)
 
 
 # --------------------------------------------------------------- pipelines
@@ -128,17 +223,20 @@ def digits():
 
 def _tiny(cls, **extra):
     params = dict(max_epochs=2, batch_size=32, random_state=0, slot_dim=4)
-    params["encoder_params"] = {"channels": 8, "hidden": 32}
+    params["encoder"] = ConvEncoder(channels=8, hidden=32)
+    # One renderer (digits sit in fixed cells): one fit per candidate, not two.
+    decoder = MLPDecoder if cls is EncoderBaseline else AdditiveDecoder
+    params["decoder"] = decoder(renderer="mlp")
     params.update(extra)
     return cls(**params)
 
 
 def _pipelines():
-    generator = _tiny(GenerativeInverter, search_steps=3)
+    generator = _tiny(GenerativeInverter, search=GradientSearch(steps=3))
     return {
         "generative": (
             Pipeline([("inv", generator), ("probe", SlotProbe(random_state=0))]),
-            {"inv__slot_dim": [2, 4], "inv__search_steps": [0, 3]},
+            {"inv__slot_dim": [2, 4], "inv__search__steps": [0, 3]},
         ),
         "baseline": (
             Pipeline(
@@ -152,17 +250,19 @@ def _pipelines():
                     (
                         "inv",
                         ReplayEncoder(
-                            _tiny(GenerativeInverter, search_steps=0),
-                            replay_epochs=1,
+                            _tiny(GenerativeInverter, search=None),
+                            max_epochs=1,
                             n_replay=64,
                             random_state=0,
-                            encoder_params={"channels": 8, "hidden": 32},
+                            encoder=ConvEncoder(channels=8, hidden=32),
                         ),
                     ),
                     ("probe", SlotProbe(random_state=0)),
                 ]
             ),
-            {"inv__sampler": ["shuffle", "pool"]},
+            # A renderer per slot replays shuffled slots, a shared one pooled
+            # slots (the generator's recombination_).
+            {"inv__generator__decoder__shared": [False, True]},
         ),
     }
 
@@ -182,6 +282,10 @@ def test_grid_search_on_held_out_combinations(name, routing, digits):
     assert ((scores >= 0) & (scores <= 1)).all()  # accuracies of digit readouts
     assert search.best_params_ == search.cv_results_["params"][np.argmax(scores)]
     assert search.best_estimator_.score(digits.images, digits.concepts) >= 0
+    if name == "replay":
+        shared = search.best_params_["inv__generator__decoder__shared"]
+        replay = search.best_estimator_.named_steps["inv"]
+        assert replay.recombination_ == ("pool" if shared else "shuffle")
 
 
 def test_grid_search_runs_in_two_processes(digits):
@@ -222,7 +326,10 @@ def test_pipeline_scores_ood_readout_as_the_paper_does(digits):
     ood = digits.ood
     pipe = Pipeline(
         [
-            ("inv", _tiny(GenerativeInverter, max_epochs=4, search_steps=5)),
+            (
+                "inv",
+                _tiny(GenerativeInverter, max_epochs=4, search=GradientSearch(steps=5)),
+            ),
             ("probe", SlotProbe(random_state=0)),
         ]
     ).fit(digits.images[~ood], digits.concepts[~ood])
@@ -235,12 +342,15 @@ def test_pipeline_scores_ood_readout_as_the_paper_does(digits):
 
 def test_frozen_estimator_linear_probe_idiom(digits):
     ood = digits.ood
-    fitted = _tiny(GenerativeInverter, search_steps=0).fit(digits.images[~ood])
+    fitted = _tiny(GenerativeInverter, search=None).fit(digits.images[~ood])
     probe = make_pipeline(
         FrozenEstimator(fitted), StandardScaler(), LogisticRegression(max_iter=500)
     ).fit(digits.images[~ood], digits.concepts["slot0_digit"][~ood])
     accuracy = probe.score(digits.images[ood], digits.concepts["slot0_digit"][ood])
     assert 0 <= accuracy <= 1
+
+
+# ---------------------------------------------------------- slot matching
 
 
 def test_probe_per_sample_matching_reads_exchangeable_objects():
@@ -263,26 +373,32 @@ def test_probe_per_sample_matching_reads_exchangeable_objects():
     assert probe.readouts_["slot0_0"] is probe.readouts_["slot1_0"]
 
 
-def test_probe_auto_matches_sprites_per_sample():
-    from compgen_sk.datasets import make_sprites
-
-    concepts = make_sprites(60, image_size=16, random_state=0).concepts
+def test_probe_matching_is_stated_not_sniffed_from_the_data():
+    bunch = make_sprites(60, image_size=16, random_state=0)
+    concepts = bunch.concepts
+    assert bunch.exchangeable_slots
     rng = np.random.default_rng(0)
     slots = rng.normal(size=(60, 8))
-    assert SlotProbe(random_state=0).fit(slots, concepts).per_sample_
-    # One object has nothing to be exchanged with: global matching.
-    assert not SlotProbe(random_state=0).fit(slots, concepts.iloc[:, :5]).per_sample_
-    assert not SlotProbe(matching="global").fit(slots, concepts).per_sample_
+    matching = "per_sample" if bunch.exchangeable_slots else "global"
+    assert SlotProbe(matching=matching, random_state=0).fit(slots, concepts).per_sample_
+    # The default is global matching, for sprites too...
+    assert not SlotProbe(random_state=0).fit(slots, concepts).per_sample_
+    # ... and a mark in the table's attrs means nothing to the probe.
+    marked = concepts.copy()
+    marked.attrs["exchangeable_slots"] = True
+    assert not SlotProbe(random_state=0).fit(slots, marked).per_sample_
 
 
-def test_probe_auto_keeps_global_matching_for_ordered_slots(classes):
+def test_probe_default_matching_is_global_for_ordered_slots(classes):
     slots = _one_hot_slots(classes, order=(1, 0))
-    probe = SlotProbe(random_state=0).fit(slots, classes)
+    probe = SlotProbe(categorical=True, random_state=0).fit(slots, classes)
     assert not probe.per_sample_
+    assert probe.matching_.tolist() == [1, 0]
+    table = pd.DataFrame({"a_x": classes[:, 0, 0], "b_y": classes[:, 1, 0] * 1.0})
     with pytest.raises(ValueError, match="one kind"):
-        SlotProbe(matching="per_sample").fit(
-            slots, pd.DataFrame({"a_x": classes[:, 0], "b_y": classes[:, 1] * 1.0})
-        )
+        SlotProbe(matching="per_sample").fit(slots, table)
+    with pytest.raises(ValueError, match="at least as many inferred slots"):
+        SlotProbe(n_slots=1, matching="per_sample").fit(slots, classes)
 
 
 @pytest.mark.parametrize("matching", ["global", "per_sample"])
@@ -305,7 +421,7 @@ def test_concept_scores_show_the_concept_the_slots_miss(matching):
 
 def test_concept_scores_of_a_concept_table_and_sample_weights(classes):
     table = pd.DataFrame(
-        {"left": pd.Categorical(classes[:, 0]), "right": classes[:, 1] * 1.0}
+        {"left": pd.Categorical(classes[:, 0, 0]), "right": classes[:, 1, 0] * 1.0}
     )
     slots = _one_hot_slots(classes, order=(0, 1))
     slots[:, 3:] = np.random.default_rng(1).normal(size=(300, 3))  # right is lost
