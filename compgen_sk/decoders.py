@@ -57,7 +57,14 @@ class BaseDecoder(BaseEstimator):
     A specification says what decoder to build; :meth:`build` makes the
     untrained torch module for a number of slots and an output shape, and
     :meth:`candidates` lists the concrete specifications that a fit tries
-    (several where ``renderer`` names several).
+    (several where ``renderer`` names several). Subclasses implement
+    ``_module`` (the module) and, where they have a penalty, ``_penalty``.
+
+    Examples
+    --------
+    >>> from compgen_sk.decoders import AdditiveDecoder, BaseDecoder
+    >>> isinstance(AdditiveDecoder(), BaseDecoder)
+    True
     """
 
     #: Whether the decoder draws each slot with a renderer.
@@ -71,12 +78,34 @@ class BaseDecoder(BaseEstimator):
         return False
 
     def penalty(self):
-        """The weight of the decoder's penalty on slot interaction and the
-        number of epochs, from the first, that weigh it (None: all)."""
+        """The decoder's penalty on slot interaction in the training loss.
+
+        Returns
+        -------
+        weight : float
+            Its weight (0: no penalty).
+        epochs : int or None
+            The epochs, from the first, that weigh it; None: all.
+        """
+        return self._penalty()
+
+    def _penalty(self):
         return 0.0, None
 
     def candidates(self, output_shape):
-        """The concrete specifications a fit tries, one per renderer."""
+        """The concrete specifications a fit tries, one per renderer.
+
+        Parameters
+        ----------
+        output_shape : tuple of int
+            Shape of one output sample: (C, H, W) for images, (D,) for vectors.
+
+        Returns
+        -------
+        candidates : list of BaseDecoder
+            Validated copies, each naming one renderer (``[self]`` for a
+            decoder without renderer).
+        """
         self._validate_params()
         if not self.has_renderer:
             return [self]
@@ -97,7 +126,25 @@ class BaseDecoder(BaseEstimator):
         return [clone(self).set_params(renderer=name) for name in names]
 
     def build(self, n_slots, slot_dim, output_shape):
-        """The untrained torch module (a concrete renderer must be named)."""
+        """The untrained torch module (a concrete renderer must be named).
+
+        Parameters
+        ----------
+        n_slots : int
+            Number of slots K.
+        slot_dim : int
+            Dimension of each slot.
+        output_shape : tuple of int
+            Shape of one output sample: (C, H, W) for images, (D,) for vectors.
+
+        Returns
+        -------
+        module : torch.nn.Module
+            Maps slots (n, K, slot_dim) to outputs ``(n, *output_shape)``.
+        """
+        return self._module(n_slots, slot_dim, tuple(output_shape))
+
+    def _module(self, n_slots, slot_dim, output_shape):
         raise NotImplementedError
 
     def _renderer_params(self):
@@ -184,14 +231,14 @@ class AdditiveDecoder(BaseDecoder):
     def exchangeable_slots(self):
         return bool(self.shared)
 
-    def penalty(self):
+    def _penalty(self):
         return float(self.overlap_penalty), self.penalty_epochs
 
-    def build(self, n_slots, slot_dim, output_shape):
+    def _module(self, n_slots, slot_dim, output_shape):
         return AdditiveDecoderModule(
             n_slots,
             slot_dim,
-            tuple(output_shape),
+            output_shape,
             shared=self.shared,
             renderer=self.renderer,
             # The penalty is computed only when it is weighed.
@@ -239,11 +286,11 @@ class MaskedDecoder(BaseDecoder):
     def exchangeable_slots(self):
         return bool(self.shared)
 
-    def build(self, n_slots, slot_dim, output_shape):
+    def _module(self, n_slots, slot_dim, output_shape):
         return MaskedDecoderModule(
             n_slots,
             slot_dim,
-            tuple(output_shape),
+            output_shape,
             shared=self.shared,
             renderer=self.renderer,
             **self._renderer_params(),
@@ -313,10 +360,10 @@ class TransformerDecoder(BaseDecoder):
     def exchangeable_slots(self):
         return True
 
-    def penalty(self):
+    def _penalty(self):
         return float(self.interaction_penalty), self.penalty_epochs
 
-    def build(self, n_slots, slot_dim, output_shape):
+    def _module(self, n_slots, slot_dim, output_shape):
         if self.embed_dim % self.n_heads:
             raise ValueError(
                 f"n_heads={self.n_heads} must divide embed_dim={self.embed_dim}."
@@ -324,7 +371,7 @@ class TransformerDecoder(BaseDecoder):
         return TransformerDecoderModule(
             n_slots,
             slot_dim,
-            tuple(output_shape),
+            output_shape,
             embed_dim=self.embed_dim,
             n_heads=self.n_heads,
             n_layers=self.n_layers,
@@ -360,11 +407,11 @@ class MLPDecoder(BaseDecoder):
         self.renderer = renderer
         self.hidden = hidden
 
-    def build(self, n_slots, slot_dim, output_shape):
+    def _module(self, n_slots, slot_dim, output_shape):
         return MLPDecoderModule(
             n_slots,
             slot_dim,
-            tuple(output_shape),
+            output_shape,
             renderer=self.renderer,
             **self._renderer_params(),
         )
@@ -384,8 +431,19 @@ DECODERS = {
 
 
 def check_decoder(decoder):
-    """The specification that ``decoder`` (a shortcut string or a
-    specification) stands for, validated; a shortcut gives a new one."""
+    """The validated specification that ``decoder`` stands for.
+
+    Parameters
+    ----------
+    decoder : {"additive", "masked", "transformer", "mlp"} or BaseDecoder
+        A shortcut string (a new specification at its defaults) or a
+        specification.
+
+    Returns
+    -------
+    decoder : BaseDecoder
+        The specification, its parameters validated.
+    """
     if isinstance(decoder, str):
         decoder = DECODERS[decoder]()
     decoder._validate_params()

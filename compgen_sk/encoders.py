@@ -20,12 +20,45 @@ from torch import nn
 from ._sklearn_compat import Interval
 from .modules import ConvBackbone, MLPBackbone
 
-__all__ = ["ConvEncoder", "MLPEncoder", "build_backbone"]
+__all__ = ["BaseEncoder", "ConvEncoder", "MLPEncoder", "build_backbone"]
 
 
-class ConvEncoder(BaseEstimator):
-    """Convolutions that halve the resolution while the map is large, then a
-    fully connected layer (:class:`~compgen_sk.modules.ConvBackbone`).
+class BaseEncoder(BaseEstimator):
+    """Base class of the encoder specifications; not for direct use.
+
+    Subclasses implement ``_backbone(input_shape)``.
+
+    Examples
+    --------
+    >>> from compgen_sk.encoders import BaseEncoder, MLPEncoder
+    >>> isinstance(MLPEncoder(), BaseEncoder)
+    True
+    """
+
+    def build(self, input_shape):
+        """The untrained backbone for samples of ``input_shape``.
+
+        Parameters
+        ----------
+        input_shape : tuple of int
+            Shape of one input sample: (C, H, W) for images, (D,) for vectors.
+
+        Returns
+        -------
+        backbone : torch.nn.Module
+            Maps inputs ``(n, *input_shape)`` to features (n, out_features).
+        """
+        return self._backbone(tuple(input_shape))
+
+    def _backbone(self, input_shape):
+        raise NotImplementedError
+
+
+class ConvEncoder(BaseEncoder):
+    """Strided convolutions, then a fully connected layer.
+
+    The convolutions halve the resolution while the map is large
+    (:class:`~compgen_sk.modules.ConvBackbone`).
 
     Parameters
     ----------
@@ -56,8 +89,7 @@ class ConvEncoder(BaseEstimator):
         self.n_layers = n_layers
         self.hidden = hidden
 
-    def build(self, input_shape):
-        """The untrained backbone for samples of ``input_shape`` (C, H, W)."""
+    def _backbone(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(
                 "ConvEncoder needs images (n, C, H, W); got samples of shape "
@@ -71,7 +103,7 @@ class ConvEncoder(BaseEstimator):
         )
 
 
-class MLPEncoder(BaseEstimator):
+class MLPEncoder(BaseEncoder):
     """A ReLU MLP on the flattened inputs (:class:`~compgen_sk.modules.MLPBackbone`).
 
     Parameters
@@ -91,8 +123,7 @@ class MLPEncoder(BaseEstimator):
     def __init__(self, *, hidden=(256, 256)):
         self.hidden = hidden
 
-    def build(self, input_shape):
-        """The untrained backbone for samples of ``input_shape``."""
+    def _backbone(self, input_shape):
         n_features = 1
         for size in input_shape:
             n_features *= size
@@ -103,12 +134,24 @@ _SHORTCUTS = {"cnn": ConvEncoder, "mlp": MLPEncoder}
 
 
 def build_backbone(encoder, input_shape):
-    """The untrained backbone that ``encoder`` names and the width of its
-    features.
+    """The untrained backbone that ``encoder`` names and its features' width.
 
-    ``encoder`` is ``"auto"``, ``"cnn"``, ``"mlp"``, a specification, or a
-    torch module (copied; a module that does not map samples of
-    ``input_shape`` to features (n, F) raises a ValueError before training).
+    Parameters
+    ----------
+    encoder : {"auto", "cnn", "mlp"}, BaseEncoder or torch.nn.Module
+        ``"auto"`` is a :class:`ConvEncoder` for images and an
+        :class:`MLPEncoder` for vectors; a torch module is copied (one that
+        does not map samples of ``input_shape`` to features (n, F) raises a
+        ValueError before training).
+    input_shape : tuple of int
+        Shape of one input sample.
+
+    Returns
+    -------
+    backbone : torch.nn.Module
+        Maps inputs to features.
+    width : int
+        Number of features per sample.
     """
     if isinstance(encoder, nn.Module):
         backbone = copy.deepcopy(encoder)

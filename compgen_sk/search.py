@@ -113,9 +113,20 @@ class GradientSearch(BaseEstimator):
 
 
 def check_search(search, caller_name="the estimator"):
-    """The search that ``search`` stands for, validated: None (the encoder
-    alone), ``"gradient"`` (:class:`GradientSearch` at its defaults) or a
-    :class:`GradientSearch`; errors name ``caller_name``'s parameter."""
+    """The validated search that ``search`` stands for.
+
+    Parameters
+    ----------
+    search : "gradient", GradientSearch or None
+        None (the encoder alone), ``"gradient"`` (:class:`GradientSearch` at
+        its defaults) or a :class:`GradientSearch`.
+    caller_name : str, default="the estimator"
+        Whose ``search`` parameter an error names.
+
+    Returns
+    -------
+    search : GradientSearch or None
+    """
     validate_parameter_constraints(
         {"search": [StrOptions({"gradient"}), GradientSearch, None]},
         {"search": search},

@@ -14,6 +14,12 @@ from .._version import __version__
 
 
 def build_parser():
+    """The argument parser of ``compgen-sk`` (its ``compare`` command).
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+    """
     from .compare import DATASETS, METHODS
     from .settings import PROBES, Settings
 

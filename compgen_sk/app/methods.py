@@ -35,8 +35,21 @@ class Method:
 
 
 def with_search(estimator, search):
-    """A shallow copy of a fitted estimator with another ``search``: it
-    shares the fitted networks, and ``estimator`` is left as it is."""
+    """A shallow copy of a fitted estimator with another ``search``.
+
+    The copy shares the fitted networks; ``estimator`` is left as it is.
+
+    Parameters
+    ----------
+    estimator : GenerativeInverter or ReplayEncoder
+        A fitted estimator that searches.
+    search : GradientSearch or None
+        The copy's search (None: the encoder alone).
+
+    Returns
+    -------
+    copy : GenerativeInverter or ReplayEncoder
+    """
     return copy.copy(estimator).set_params(search=search)
 
 
@@ -89,6 +102,7 @@ def _replay(search):
     return fit
 
 
+#: The methods a comparison can train, by key: their description and fit.
 METHODS = {
     "encoder-autoencoder": Method("EncoderBaseline (autoencoder)", _autoencoder),
     "encoder-supervised": Method("EncoderBaseline (supervised)", _supervised),

@@ -16,7 +16,7 @@ _N_EXAMPLES = 8
 def plot_scores(results, ax=None):
     """Bars of ID and OOD probe scores per method (the paper's Fig. 6 analogue),
     with error bars where ``results`` has ``id_score_std`` / ``ood_score_std``
-    (a :func:`~compgen_sk.compare.summarize` table)."""
+    (a :func:`~compgen_sk.app.compare.summarize` table)."""
     if ax is None:
         ax = Figure(figsize=(1.2 * len(results) + 2, 3.5)).subplots()
     positions = np.arange(len(results))
@@ -47,7 +47,7 @@ def plot_data_efficiency(summary, path=None):
     Parameters
     ----------
     summary : DataFrame
-        :func:`~compgen_sk.compare.summarize` of a comparison run with
+        :func:`~compgen_sk.app.compare.summarize` of a comparison run with
         ``n_train``.
     path : str or Path or None, default=None
         Where to save the figure.

@@ -55,6 +55,7 @@ def _pug(s, seed):
 
 #: The data sets a comparison runs on, each drawn for a seed.
 DATASETS = {"digits": _digits, "sprites": _sprites, "additive": _additive, "pug": _pug}
+#: The readouts a comparison's probe can use.
 PROBES = ("mlp", "linear")
 #: Slot dimension per dataset when the settings leave it to the dataset.
 SLOT_DIMS = {"digits": 12, "sprites": 6, "additive": 12, "pug": 12}

@@ -212,8 +212,9 @@ def make_object_scenes(
 
     The PUG-Background setting made locally: every image shows one object (or
     two) of eight identities — each a silhouette with a surface texture in two
-    colours (:data:`OBJECTS`) — in front of one of eight backgrounds cut from
-    the two photographs that scikit-learn ships (:data:`BACKGROUNDS`), at a
+    colours (the Bunch's ``object_names``) — in front of one of eight
+    backgrounds cut from the two photographs that scikit-learn ships
+    (:func:`sklearn.datasets.load_sample_images`; ``background_names``), at a
     random position and size; the object occludes the background (and a second
     object the first). Object x background pairs are held out along
     ``n_held_out`` diagonals of a Latin square: every object and every

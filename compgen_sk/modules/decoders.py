@@ -195,8 +195,25 @@ class BroadcastRenderer(nn.Module):
 
 
 def make_renderer(in_dim, output_shape, renderer="mlp", **params):
-    """A renderer by name: ``"mlp"`` (any output), ``"conv"`` or ``"broadcast"``
-    (images)."""
+    """A renderer by name.
+
+    Parameters
+    ----------
+    in_dim : int
+        Size of each input vector.
+    output_shape : tuple of int
+        Shape of one output sample.
+    renderer : {"mlp", "conv", "broadcast"}, default="mlp"
+        :class:`MLPRenderer` (any output), :class:`ConvRenderer` or
+        :class:`BroadcastRenderer` (images).
+    **params
+        Passed to the renderer (``hidden``).
+
+    Returns
+    -------
+    renderer : torch.nn.Module
+        The untrained renderer.
+    """
     if renderer == "mlp":
         return MLPRenderer(in_dim, output_shape, **params)
     if renderer == "conv":
