@@ -18,6 +18,7 @@ from ._sklearn_compat import (
     validate_parameter_constraints,
     validate_params,
 )
+from ._warnings import user_stacklevel
 
 __all__ = ["HeldOutCombinations", "train_test_split_combinations"]
 
@@ -67,7 +68,7 @@ def _concept_codes(groups, n_samples):
             "close to a random split. Bin such columns first (e.g. pd.cut(column, "
             "4)) and pass the binned table as groups.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     return codes
 

@@ -11,20 +11,16 @@ they are.
 from __future__ import annotations
 
 import math
-import os
-import sys
 import warnings
 
-import joblib
 import numpy as np
 import scipy.sparse as sp
-import sklearn
-import skorch
 import torch
 from sklearn.utils.validation import validate_data
 from torch.utils.data import Dataset
 
 from .._concepts import FLOAT32_MAX
+from .._warnings import user_stacklevel
 
 # uint8 pixel values map to [0, 1].
 _PIXEL_SCALE = np.float32(1.0 / 255.0)
@@ -37,11 +33,6 @@ _CHANNEL_COUNTS = (1, 3, 4)
 # images built from [0, 1] values (objects summed where they overlap) may
 # exceed 1 or 2.
 _PIXEL_VALUES_ABOVE = 10.0
-# Code whose frames a warning skips to point at the user's call.
-_LIBRARY_DIRS = tuple(
-    os.path.dirname(m.__file__) + os.sep
-    for m in (sys.modules[__name__.split(".")[0]], sklearn, skorch, joblib)
-)
 
 
 def is_lazy_array(X):
@@ -137,18 +128,6 @@ class ArrayDataset(Dataset):
         if self.y is None:
             return X, None
         return X, torch.as_tensor(self.y[index], dtype=torch.float32)
-
-
-def user_stacklevel():
-    """The ``stacklevel`` that makes a warning point at the user's code: the
-    first frame, going up from the caller of ``warnings.warn``, outside
-    compgen-sk, scikit-learn, skorch and joblib (their wrappers add frames
-    that differ between ``fit`` and ``transform``)."""
-    level, frame = 1, sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
-        level += 1
-        frame = frame.f_back
-    return level
 
 
 def _check_lazy_array(X):

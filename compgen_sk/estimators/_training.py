@@ -29,7 +29,8 @@ from skorch.dataset import ValidSplit
 from torch import nn
 
 from .._torch import n_cores, resolve_device, seeded
-from ._data import ArrayDataset, is_lazy_array, user_stacklevel
+from .._warnings import user_stacklevel
+from ._data import ArrayDataset, is_lazy_array
 from ._loaders import BatchLoader
 from ._nets import DivergenceError, InterruptibleNet, StopOnNonFiniteLoss
 from ._workers import can_use_workers, run_in_workers
