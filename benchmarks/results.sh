@@ -2,6 +2,8 @@
 # Every command of the Results page (docs/results.rst), one after another; each
 # one's output goes to OUT/<name>.log (and its CSVs and figures to OUT/<name>/).
 #   bash benchmarks/results.sh [OUT]        # about 3 hours on 2 CPU cores
+# The thread-policy table (bench_parallel.py) times work beside a busy process:
+# run it last, on a machine with nothing else running.
 set -uo pipefail
 out=${1:-results}
 mkdir -p "$out"
@@ -17,10 +19,12 @@ bench="python benchmarks/bench_training.py --n-jobs 2"
 run digits compgen-sk compare --no-progress --out "$out/digits"
 run defaults $bench --datasets balls sprites-l16 digits --csv "$out/defaults.csv"
 run three-balls $bench --datasets three-balls --csv "$out/three-balls.csv"
-run overlap-penalty $bench --datasets three-balls balls --csv "$out/overlap-penalty.csv" \
+run overlap-penalty $bench --datasets three-balls balls sprites-l16 \
+    --csv "$out/overlap-penalty.csv" \
     --generator-params 'decoder=AdditiveDecoder("broadcast", overlap_penalty=0.1, penalty_epochs=15)'
 run sprites compgen-sk compare --dataset sprites --no-progress --out "$out/sprites" \
-    --methods encoder-autoencoder generative-encoder generative-search replay replay-search
+    --methods encoder-autoencoder encoder-supervised generative-encoder generative-search \
+    replay replay-search
 run data-efficiency compgen-sk compare --no-progress --out "$out/data-efficiency" \
     --n-train 250 500 1000 2000 \
     --methods encoder-autoencoder generative-encoder generative-search replay
@@ -36,3 +40,4 @@ for epochs in 80 160; do
         --no-progress --out "$out/sprites-$epochs" \
         --methods generative-encoder generative-search replay replay-search
 done
+run parallel python benchmarks/bench_parallel.py
