@@ -6,14 +6,17 @@ The decoder carries the inductive bias of a generative inverter: how slots may
 interact in producing a pixel (:ref:`background-decoders`,
 :ref:`background-decoder-classes`). compgen-sk has four:
 
-* ``"additive"``: each slot rendered on its own, renderings summed — no
-  interaction at all (Lachapelle et al. 2023; Wiedemer et al. 2024);
-* ``"masked"``: each slot renders content and a mask, softmax over slots
-  composites them — slots interact only by occlusion (Slot Attention);
-* ``"transformer"``: pixel queries cross-attend to the slots; interaction is
-  allowed but penalized through ``interaction_weight`` (Brady et al. 2025);
-* ``"mlp"``: one network on the concatenated slots — any interaction, the
-  "no inductive bias" baseline.
+* :class:`~compgen_sk.AdditiveDecoder` (``"additive"``): each slot rendered
+  on its own, renderings summed — no interaction at all (Lachapelle et al.
+  2023; Wiedemer et al. 2024);
+* :class:`~compgen_sk.MaskedDecoder` (``"masked"``): each slot renders content
+  and a mask, softmax over slots composites them — slots interact only by
+  occlusion (Slot Attention);
+* :class:`~compgen_sk.TransformerDecoder` (``"transformer"``): pixel queries
+  cross-attend to the slots; interaction is allowed but penalized through
+  ``interaction_penalty`` (Brady et al. 2025);
+* :class:`~compgen_sk.MLPDecoder` (``"mlp"``): one network on the concatenated
+  slots — any interaction, the "no inductive bias" baseline.
 
 Each is trained on the same in-domain (ID) digit compositions (two real
 handwritten digits side by side, held-out digit pairs out of domain) with the
@@ -35,7 +38,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from compgen_sk import GenerativeInverter
+from compgen_sk import (
+    AdditiveDecoder,
+    ConvEncoder,
+    GenerativeInverter,
+    GradientSearch,
+    MaskedDecoder,
+    MLPDecoder,
+    TransformerDecoder,
+)
 from compgen_sk.datasets import make_digit_compositions
 from compgen_sk.metrics import jacobian_interaction_score
 
@@ -59,32 +70,32 @@ print(f"{len(X_train)} ID training, {len(X_test)} ID test, {len(X_ood)} OOD imag
 # %%
 # Train one generative inverter per decoder
 # -----------------------------------------
-# Everything but the decoder is shared. The transformer's interaction penalty
-# is switched on; the sizes keep each fit to a CPU minute or so, which is far
-# from convergence for the transformer, the slowest to train.
+# Everything but the decoder is shared. Each decoder is an object that carries
+# its options; the renderers draw each slot with an MLP (``renderer="mlp"``), and
+# the transformer's interaction penalty is switched on. The sizes keep the fits
+# short on a CPU (the table below gives their times), which is far from
+# convergence for the transformer, the slowest to train.
 DECODERS = {
-    "additive": {"decoder_params": {"hidden": (128, 256)}},
-    "masked": {"decoder_params": {"hidden": (128, 256)}},
-    "transformer": {
-        "decoder_params": {"embed_dim": 32, "n_layers": 2},
-        "interaction_weight": 0.05,
-    },
-    "mlp": {"decoder_params": {"hidden": (256, 256)}},
+    "additive": AdditiveDecoder(renderer="mlp", hidden=(128, 256)),
+    "masked": MaskedDecoder(renderer="mlp", hidden=(128, 256)),
+    "transformer": TransformerDecoder(
+        embed_dim=32, n_layers=2, interaction_penalty=0.05
+    ),
+    "mlp": MLPDecoder(renderer="mlp", hidden=(256, 256)),
 }
 fitted, fit_seconds = {}, {}
-for name, params in DECODERS.items():
+for name, decoder in DECODERS.items():
     start = time.perf_counter()
     fitted[name] = GenerativeInverter(
         n_slots=2,
         slot_dim=8,
-        decoder=name,
-        encoder_params={"channels": 16, "hidden": 128},
+        decoder=decoder,
+        encoder=ConvEncoder(channels=16, hidden=128),
         lr=1e-3,
         batch_size=32,
         max_epochs=2 if FAST else 30,
-        search_steps=5 if FAST else 50,
+        search=GradientSearch(steps=5 if FAST else 50),
         random_state=0,
-        **params,
     ).fit(X_train)
     fit_seconds[name] = time.perf_counter() - start
 

@@ -24,7 +24,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from compgen_sk import EncoderBaseline, GenerativeInverter, SlotProbe
+from compgen_sk import (
+    AdditiveDecoder,
+    ConvEncoder,
+    EncoderBaseline,
+    GenerativeInverter,
+    GradientSearch,
+    SlotProbe,
+)
 from compgen_sk.datasets import make_digit_compositions
 
 FAST = os.environ.get("COMPGEN_EXAMPLES_FAST") == "1"
@@ -86,20 +93,20 @@ print(f"{len(train)} ID training, {len(test)} ID test, {len(X_ood)} OOD images")
 # encoder with an unconstrained decoder (``objective="autoencoder"``) or on the
 # digit labels (``objective="supervised"``); the generative inverter trains it
 # with an additive decoder and then refines its guess by search (Eq. :eq:`eq-search`).
+# Search only changes ``transform``: the inverter is fitted once, without it.
 common = dict(
     n_slots=2,
     slot_dim=8,
-    encoder_params={"channels": 16, "hidden": 128},
+    encoder=ConvEncoder(channels=16, hidden=128),
     lr=1e-3,
     batch_size=32,
     max_epochs=3 if FAST else 60,
     random_state=0,
 )
-search_steps = 10 if FAST else 100
 baseline = EncoderBaseline(**common).fit(X_train)
 supervised = EncoderBaseline(objective="supervised", **common).fit(X_train, y_train)
 inverter = GenerativeInverter(
-    decoder="additive", decoder_params={"hidden": (128, 256)}, search_steps=0, **common
+    decoder=AdditiveDecoder(renderer="mlp", hidden=(128, 256)), search=None, **common
 ).fit(X_train)
 
 # %%
@@ -107,17 +114,21 @@ inverter = GenerativeInverter(
 # --------------------------------
 # A probe fitted on the slots of ID training images is scored on ID test images
 # and on OOD images: the accuracy of both digits, averaged. The generative
-# inverter is scored with its encoder alone and with search.
+# inverter is scored with its encoder alone (``search=None``) and with search;
+# ``search`` may be changed on the fitted inverter without refitting it.
 methods = [
-    ("EncoderBaseline (autoencoder)", baseline, None),
-    ("EncoderBaseline (supervised)", supervised, None),
-    ("GenerativeInverter, encoder only", inverter, 0),
-    ("GenerativeInverter + search", inverter, search_steps),
+    ("EncoderBaseline (autoencoder)", baseline, {}),
+    ("EncoderBaseline (supervised)", supervised, {}),
+    ("GenerativeInverter, encoder only", inverter, {"search": None}),
+    (
+        "GenerativeInverter + search",
+        inverter,
+        {"search": GradientSearch(steps=10 if FAST else 100)},
+    ),
 ]
 rows = []
-for name, estimator, steps in methods:
-    if steps is not None:
-        estimator.set_params(search_steps=steps)
+for name, estimator, params in methods:
+    estimator.set_params(**params)
     probe = SlotProbe("mlp", random_state=0).fit(estimator.transform(X_train), y_train)
     rows.append(
         {
@@ -157,7 +168,7 @@ plt.show()
 # paints into the other digit's cell, the two digits are entangled in the slots
 # and the slot-wise readout suffers.
 images = X_ood[:8]
-per_slot = inverter.render_slots(inverter.transform(images))
+per_slot = inverter.render_slots(inverter.transform(images))  # with search
 fig, axes = plt.subplots(3, 8, figsize=(9, 2.6))
 for r, (row, label) in enumerate(
     [(images, "input"), (per_slot[:, 0], "slot 0"), (per_slot[:, 1], "slot 1")]

@@ -30,14 +30,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from compgen_sk import GenerativeInverter, ReplayEncoder
+from compgen_sk import (
+    AdditiveDecoder,
+    ConvEncoder,
+    GenerativeInverter,
+    GradientSearch,
+    ReplayEncoder,
+)
 from compgen_sk.datasets import make_sprites
 from compgen_sk.inversion import sample_recombinations
 
 FAST = os.environ.get("COMPGEN_EXAMPLES_FAST") == "1"
 IMAGE_SIZE = 16 if FAST else 32
 N_SLOTS, SLOT_DIM = 2, 4
-ENCODER_PARAMS = {"channels": 16, "hidden": 128}
+ENCODER = ConvEncoder(channels=16, hidden=128)
 
 sprites = make_sprites(
     240 if FAST else 3000, image_size=IMAGE_SIZE, split="all", random_state=0
@@ -48,14 +54,14 @@ print(f"{len(X_train)} ID training images, {len(X_ood)} OOD images")
 generator = GenerativeInverter(
     n_slots=N_SLOTS,
     slot_dim=SLOT_DIM,
-    decoder="additive",
-    decoder_params={"hidden": (128, 256)},
-    encoder_params=ENCODER_PARAMS,
+    decoder=AdditiveDecoder(renderer="mlp", hidden=(128, 256)),
+    encoder=ENCODER,
     lr=2e-3,
     max_epochs=2 if FAST else 60,
-    search_steps=0,
+    search=None,
     random_state=0,
 ).fit(X_train)
+print("replay recombines slots by:", generator.recombination_)
 
 # %%
 # Replayed recombinations
@@ -93,13 +99,14 @@ fig.tight_layout()
 plt.show()
 
 # %%
-# ``ReplayEncoder`` draws such recombinations at random — each slot drawn
-# independently from the inferred slots of all ID scenes, the product of the
-# per-slot marginals — and renders a fresh set every epoch.
-# These are a few of the pairs it trains on.
+# ``ReplayEncoder`` draws such recombinations at random — slot k drawn from the
+# k-th inferred slots of all ID scenes, independently per slot: the product of
+# the per-slot marginals (the generator's ``recombination_``, ``"shuffle"``,
+# because its decoder has one renderer per slot) — and renders a fresh set
+# every epoch. These are a few of the pairs it trains on.
 bank = torch.as_tensor(generator.encode(X_train).reshape(-1, N_SLOTS, SLOT_DIM))
 replayed_slots = sample_recombinations(
-    bank, 8, generator=torch.Generator().manual_seed(0)
+    bank, 8, generator.recombination_, generator=torch.Generator().manual_seed(0)
 ).numpy()
 replayed = generator.inverse_transform(replayed_slots)
 fig, axes = plt.subplots(1, 8, figsize=(9, 1.5))
@@ -116,8 +123,8 @@ plt.show()
 # their slots. The generator is already fitted, so it is used as is.
 replay = ReplayEncoder(
     generator,
-    replay_epochs=2 if FAST else 40,
-    encoder_params=ENCODER_PARAMS,
+    max_epochs=2 if FAST else 40,
+    encoder=ENCODER,
     lr=2e-3,
     random_state=0,
 ).fit(X_train)
@@ -132,20 +139,23 @@ replay = ReplayEncoder(
 # rendering the inferred slots says how well they explain the image. Search can
 # refine either encoder's guess; the last column is the inference time.
 fresh = sample_recombinations(
-    bank, 64 if FAST else 500, generator=torch.Generator().manual_seed(1)
+    bank,
+    64 if FAST else 500,
+    generator.recombination_,
+    generator=torch.Generator().manual_seed(1),
 ).numpy()
 fresh_images = generator.inverse_transform(fresh)
 X_eval = X_ood[: 24 if FAST else 300]
-search_steps = 10 if FAST else 100
+search = GradientSearch(steps=10 if FAST else 100)
 
 rows = []
-for name, estimator, steps in [
-    ("generator's encoder", generator, 0),
-    ("replay encoder", replay, 0),
-    ("generator's encoder + search", generator, search_steps),
-    ("replay encoder + search", replay, search_steps),
+for name, estimator, estimator_search in [
+    ("generator's encoder", generator, None),
+    ("replay encoder", replay, None),
+    ("generator's encoder + search", generator, search),
+    ("replay encoder + search", replay, search),
 ]:
-    estimator.set_params(search_steps=steps)
+    estimator.set_params(search=estimator_search)
     slot_error = np.mean(
         (estimator.transform(fresh_images) - fresh.reshape(len(fresh), -1)) ** 2
     )
@@ -187,8 +197,8 @@ plt.show()
 # OOD scenes as each encoder sees them
 # ------------------------------------
 # Rendering of each encoder's one-pass slots for the same OOD scenes (no search).
-generator.set_params(search_steps=0)
-replay.set_params(search_steps=0)
+generator.set_params(search=None)
+replay.set_params(search=None)
 images = X_ood[:8]
 rows = [
     images,

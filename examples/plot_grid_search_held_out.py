@@ -30,7 +30,15 @@ import pandas as pd
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
-from compgen_sk import GenerativeInverter, HeldOutCombinations, SlotProbe
+from compgen_sk import (
+    AdditiveDecoder,
+    ConvEncoder,
+    GenerativeInverter,
+    GradientSearch,
+    HeldOutCombinations,
+    MLPDecoder,
+    SlotProbe,
+)
 from compgen_sk.datasets import make_digit_compositions
 from compgen_sk.metrics import make_slot_scorer
 
@@ -71,11 +79,13 @@ print(
 # %%
 # The search
 # ----------
-# Candidates: the decoder class (additive, with the inductive bias that lets it
-# render unseen combinations, or an unconstrained MLP) and whether to search the
-# slots at transform time (Eq. :eq:`eq-search`) or take the encoder's guess. ``refit``
-# picks the readout score; the reconstruction R² of the validation images is recorded
-# as a second metric. Changing ``search_steps`` does not change training, but
+# Candidates: the decoder (additive, with the inductive bias that lets it render
+# unseen combinations, or an unconstrained MLP, both drawing with MLP renderers
+# of the same widths) and whether to search the slots at transform time (Eq.
+# :eq:`eq-search`) or take the encoder's guess (``search=None``). Decoders and
+# searches are parameter objects, so the grid lists objects. ``refit`` picks the
+# readout score; the reconstruction R² of the validation images is recorded as a
+# second metric. Changing ``search`` does not change training, but
 # ``GridSearchCV`` refits every candidate; that is the price of the generic tool.
 pipeline = Pipeline(
     [
@@ -84,8 +94,7 @@ pipeline = Pipeline(
             GenerativeInverter(
                 n_slots=2,
                 slot_dim=8,
-                encoder_params={"channels": 16, "hidden": 128},
-                decoder_params={"hidden": (128, 256)},
+                encoder=ConvEncoder(channels=16, hidden=128),
                 lr=1e-3,
                 batch_size=32,
                 max_epochs=2 if FAST else 40,
@@ -96,8 +105,11 @@ pipeline = Pipeline(
     ]
 )
 param_grid = {
-    "inv__decoder": ["additive", "mlp"],
-    "inv__search_steps": [0, 5 if FAST else 50],
+    "inv__decoder": [
+        AdditiveDecoder(renderer="mlp", hidden=(128, 256)),
+        MLPDecoder(renderer="mlp", hidden=(128, 256)),
+    ],
+    "inv__search": [None, GradientSearch(steps=5 if FAST else 50)],
 }
 search = GridSearchCV(
     pipeline,
@@ -113,12 +125,19 @@ search = GridSearchCV(
 search.fit(X_id, y_id, groups=y_id)
 print("best parameters:", search.best_params_)
 
+
+def search_steps(spec):
+    """Search steps per image of a ``search`` parameter (0: the encoder alone)."""
+    return 0 if spec is None else spec.steps
+
+
 # %%
 # Cross-validation results
 # ------------------------
+# The parameter columns hold the candidate objects; the table names them.
 columns = {
     "param_inv__decoder": "decoder",
-    "param_inv__search_steps": "search steps",
+    "param_inv__search": "search steps",
     "mean_test_readout": "readout (held-out pairs)",
     "std_test_readout": "± std",
     "mean_test_reconstruction": "reconstruction R²",
@@ -126,6 +145,8 @@ columns = {
     "rank_test_readout": "rank",
 }
 table = pd.DataFrame(search.cv_results_)[list(columns)].rename(columns=columns)
+table["decoder"] = [type(decoder).__name__ for decoder in table["decoder"]]
+table["search steps"] = [search_steps(spec) for spec in table["search steps"]]
 print(table.to_string(index=False, float_format="{:.3f}".format))
 
 # %%

@@ -9,13 +9,14 @@ that interaction without forbidding it.
 
 **The attention penalty.** The generative model of Brady et al. (2025) is a
 cross-attention transformer: every pixel is a learned query that attends to
-the slots, so in principle any pixel may mix any slots. Training adds
-``interaction_weight`` times a penalty (Eq. :eq:`eq-attention-penalty`): per
-pixel and attention head, the sum over pairs of different slots of the product
-of their attention weights. It is zero when each pixel attends to one slot only,
-so the weight sets how hard the decoder is pushed towards "one slot per pixel"
-while still allowing exceptions where the data demand them. We scan the weight
-on two datasets — pairs of real handwritten digits side by side, and scenes of
+the slots, so in principle any pixel may mix any slots. Training adds a
+weight, :class:`~compgen_sk.TransformerDecoder`'s ``interaction_penalty``,
+times a penalty (Eq. :eq:`eq-attention-penalty`): per pixel and attention
+head, the sum over pairs of different slots of the product of their attention
+weights. It is zero when each pixel attends to one slot only, so the weight
+sets how hard the decoder is pushed towards "one slot per pixel" while still
+allowing exceptions where the data demand them. We scan the weight on two
+datasets — pairs of real handwritten digits side by side, and scenes of
 two sprites — and report, for each weight:
 
 * :func:`~compgen_sk.metrics.jacobian_interaction_score` on out-of-domain (OOD)
@@ -56,7 +57,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from compgen_sk import GenerativeInverter, SlotProbe
+from compgen_sk import (
+    AdditiveDecoder,
+    ConvEncoder,
+    GenerativeInverter,
+    GradientSearch,
+    MaskedDecoder,
+    SlotProbe,
+    TransformerDecoder,
+)
 from compgen_sk.datasets import make_digit_compositions, make_sprites
 from compgen_sk.metrics import jacobian_interaction_score, reconstruction_r2_score
 
@@ -66,12 +75,14 @@ N_SAMPLES = 200 if FAST else 1600
 N_OOD = 40 if FAST else 200  # OOD images evaluated
 N_PROBE = 60 if FAST else 300  # ID training images the readouts are fitted on
 MAX_EPOCHS = 2 if FAST else 30
-SEARCH_STEPS = 5 if FAST else 50
+SEARCH = GradientSearch(steps=5 if FAST else 50)
+ENCODER = ConvEncoder(channels=16, hidden=128)
 WEIGHTS = [0.0, 1.0] if FAST else [0.0, 0.01, 0.1, 1.0]
 
 
 def split(bunch, n_ood=N_OOD):
-    """ID training, ID test and OOD images with their concepts."""
+    """ID training, ID test and OOD images with their concepts, and how a probe
+    matches slots to objects: per image where the objects are of one kind."""
     id_rows = np.flatnonzero(~bunch.ood)
     ood_rows = np.flatnonzero(bunch.ood)[:n_ood]
     n_test = len(id_rows) // 6
@@ -80,10 +91,11 @@ def split(bunch, n_ood=N_OOD):
         "test": id_rows[:n_test],
         "ood": ood_rows,
     }
-    return {
+    data = {
         name: (bunch.images[rows], bunch.concepts.iloc[rows])
         for name, rows in parts.items()
     }
+    return data, "per_sample" if bunch.exchangeable_slots else "global"
 
 
 digits = make_digit_compositions(
@@ -97,9 +109,9 @@ digits = make_digit_compositions(
 )
 sprites = make_sprites(N_SAMPLES, image_size=16, split="all", random_state=0)
 DATASETS = {"digits": split(digits), "sprites": split(sprites)}
-for name, parts in DATASETS.items():
+for name, (parts, matching) in DATASETS.items():
     sizes = ", ".join(f"{len(X)} {part}" for part, (X, _) in parts.items())
-    print(f"{name}: images {parts['train'][0].shape[1:]}, {sizes}")
+    print(f"{name}: images {parts['train'][0].shape[1:]}, {sizes}; {matching} matching")
 
 
 # %%
@@ -110,13 +122,17 @@ for name, parts in DATASETS.items():
 # once and reused: the reconstruction R² below is exactly ``model.score(X)``,
 # and the Jacobian score is evaluated at the OOD slots already found, on a
 # random subset of them. The readouts are fitted on the slots of part of the ID
-# training images, never on OOD slots.
-def evaluate(model, parts):
+# training images, never on OOD slots. The two digits have fixed places (left
+# and right), so one matching of slots to digits holds for all images; the two
+# sprites have no order, so the probe matches slots to them per image
+# (``matching="per_sample"``).
+def evaluate(model, parts, matching):
     """Reconstruction, readout and Jacobian scores of a fitted model."""
     X_probe, c_probe = (a[:N_PROBE] for a in parts["train"])
     (X_test, c_test), (X_ood, c_ood) = parts["test"], parts["ood"]
     Z_probe, Z_test, Z_ood = (model.transform(X) for X in (X_probe, X_test, X_ood))
-    probe = SlotProbe("mlp", random_state=0).fit(Z_probe, c_probe)
+    probe = SlotProbe("mlp", matching=matching, random_state=0)
+    probe.fit(Z_probe, c_probe)
     return {
         "interaction score": jacobian_interaction_score(
             model, Z=Z_ood, max_samples=8 if FAST else 32, random_state=0
@@ -136,34 +152,34 @@ def evaluate(model, parts):
 # the plain transformer, free to mix slots in every pixel. "score seconds" is
 # the time of ``evaluate``: search, readouts and Jacobian.
 rows = []
-for data_name, parts in DATASETS.items():
+for data_name, (parts, matching) in DATASETS.items():
     for weight in WEIGHTS:
         start = time.perf_counter()
         model = GenerativeInverter(
             n_slots=2,
             slot_dim=8,
-            decoder="transformer",
-            decoder_params={"embed_dim": 32, "n_layers": 2},
-            interaction_weight=weight,
-            encoder_params={"channels": 16, "hidden": 128},
+            decoder=TransformerDecoder(
+                embed_dim=32, n_layers=2, interaction_penalty=weight
+            ),
+            encoder=ENCODER,
             lr=1e-3,
             batch_size=32,
             max_epochs=MAX_EPOCHS,
-            search_steps=SEARCH_STEPS,
+            search=SEARCH,
             random_state=0,
         ).fit(parts["train"][0])
         fit_seconds = time.perf_counter() - start
-        scores = evaluate(model, parts)
+        scores = evaluate(model, parts, matching)
         rows.append(
             {
                 "data": data_name,
-                "interaction_weight": weight,
+                "interaction_penalty": weight,
                 **scores,
                 "fit seconds": fit_seconds,
                 "score seconds": time.perf_counter() - start - fit_seconds,
             }
         )
-scan = pd.DataFrame(rows).set_index(["data", "interaction_weight"])
+scan = pd.DataFrame(rows).set_index(["data", "interaction_penalty"])
 print(scan.to_string(float_format="{:.3f}".format))
 
 # %%
@@ -181,7 +197,7 @@ for ax, data_name in zip(axes, DATASETS):
         ax.plot(table.index, table[curve], marker="o", label=curve)
     ax.set_xscale("symlog", linthresh=0.01)
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set(title=data_name, xlabel="interaction_weight")
+    ax.set(title=data_name, xlabel="interaction_penalty")
 axes[0].set(ylabel="score", ylim=(min(0, scan[curves].to_numpy().min()), 1.02))
 axes[0].legend(fontsize="small", loc="lower left")
 fig.tight_layout()
@@ -227,7 +243,7 @@ def overlapping(bunch):
     return distance < radius[:, 0] + radius[:, 1]
 
 
-occ_parts = split(occluding)
+occ_parts, occ_matching = split(occluding)
 overlap = overlapping(occluding)
 overlap_ood = overlap[np.flatnonzero(occluding.ood)[:N_OOD]]
 print(
@@ -245,24 +261,28 @@ print(
 occ_models, occ_rows = {}, []
 X_ood, c_ood = occ_parts["ood"]
 groups = {"OOD, overlapping": overlap_ood, "OOD, apart": ~overlap_ood}
-for decoder in ("additive", "masked"):
+DECODERS = {
+    "additive": AdditiveDecoder(renderer="mlp", shared=True, hidden=(128, 256)),
+    "masked": MaskedDecoder(renderer="mlp", shared=True, hidden=(128, 256)),
+}
+for name, decoder in DECODERS.items():
     start = time.perf_counter()
     model = GenerativeInverter(
         n_slots=2,
         slot_dim=8,
         decoder=decoder,
-        decoder_params={"hidden": (128, 256), "shared": True},
-        encoder_params={"channels": 16, "hidden": 128},
+        encoder=ENCODER,
         lr=1e-3,
         batch_size=32,
         max_epochs=MAX_EPOCHS,
-        search_steps=SEARCH_STEPS,
+        search=SEARCH,
         random_state=0,
     ).fit(occ_parts["train"][0])
     fit_seconds = time.perf_counter() - start
-    occ_models[decoder] = model
+    occ_models[name] = model
     X_probe, c_probe = (a[:N_PROBE] for a in occ_parts["train"])
-    probe = SlotProbe("mlp", random_state=0).fit(model.transform(X_probe), c_probe)
+    probe = SlotProbe("mlp", matching=occ_matching, random_state=0)
+    probe.fit(model.transform(X_probe), c_probe)
     X_test, c_test = occ_parts["test"]
     Z_test, Z_ood = model.transform(X_test), model.transform(X_ood)
     scored = {"ID test": (X_test, c_test, Z_test)}
@@ -273,7 +293,7 @@ for decoder in ("additive", "masked"):
             continue
         occ_rows.append(
             {
-                "decoder": decoder,
+                "decoder": name,
                 "images": group,
                 "n": len(X),
                 "R²": reconstruction_r2_score(X, model.inverse_transform(Z)),
@@ -319,7 +339,7 @@ plt.show()
 # %%
 # What to look for
 # ----------------
-# In the scan, a larger ``interaction_weight`` should push the interaction
+# In the scan, a larger ``interaction_penalty`` should push the interaction
 # score up: the penalty acts on attention, the score on the decoder's Jacobian,
 # so this is a check that limiting attention really limits how pixels depend
 # on slots. Too large a weight may cost reconstruction, ID and OOD alike, if it

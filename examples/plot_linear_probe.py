@@ -35,7 +35,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from compgen_sk import GenerativeInverter, SlotProbe
+from compgen_sk import (
+    AdditiveDecoder,
+    ConvEncoder,
+    GenerativeInverter,
+    GradientSearch,
+    SlotProbe,
+)
 from compgen_sk.datasets import make_digit_compositions
 
 FAST = os.environ.get("COMPGEN_EXAMPLES_FAST") == "1"
@@ -72,13 +78,12 @@ pipeline = Pipeline(
             GenerativeInverter(
                 n_slots=2,
                 slot_dim=8,
-                decoder="additive",
-                decoder_params={"hidden": (128, 256)},
-                encoder_params={"channels": 16, "hidden": 128},
+                decoder=AdditiveDecoder(renderer="mlp", hidden=(128, 256)),
+                encoder=ConvEncoder(channels=16, hidden=128),
                 lr=1e-3,
                 batch_size=32,
                 max_epochs=3 if FAST else 60,
-                search_steps=10 if FAST else 100,
+                search=GradientSearch(steps=10 if FAST else 100),
                 random_state=0,
             ),
         ),

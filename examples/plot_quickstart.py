@@ -28,7 +28,7 @@ import os
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 
-from compgen_sk import EncoderBaseline, GenerativeInverter, SlotProbe
+from compgen_sk import EncoderBaseline, GenerativeInverter, GradientSearch, SlotProbe
 from compgen_sk.datasets import make_additive
 
 FAST = os.environ.get("COMPGEN_EXAMPLES_FAST") == "1"
@@ -36,17 +36,21 @@ FAST = os.environ.get("COMPGEN_EXAMPLES_FAST") == "1"
 data = make_additive(
     600 if FAST else 4000, n_slots=2, slot_dim=2, split="all", random_state=0
 )
+# The latents are (n_samples, n_slots, slot_dim): one row of values per true slot.
 X_id, z_id = data.data[~data.ood], data.latents[~data.ood]
 X_ood, z_ood = data.data[data.ood], data.latents[data.ood]
+# The ID part is split once more: models and probes train on ID training
+# samples, and the ID score is measured on held-out ID test samples.
 X_train, X_test, z_train, z_test = train_test_split(X_id, z_id, random_state=0)
 print(f"{len(X_train)} ID training, {len(X_test)} ID test, {len(X_ood)} OOD samples")
+print("latents per sample:", z_train.shape[1:])
 
 inverter = GenerativeInverter(
     n_slots=2,
     slot_dim=2,
     decoder="additive",
     max_epochs=3 if FAST else 50,
-    search_steps=10 if FAST else 100,
+    search=GradientSearch(steps=10 if FAST else 100),
     random_state=0,
 )
 model = make_pipeline(inverter, SlotProbe(random_state=0))
@@ -54,8 +58,8 @@ model.fit(X_train, z_train)
 
 slots = inverter.transform(X_ood)  # (n_samples, n_slots * slot_dim)
 print("inferred OOD slots:", slots.shape)
-print(f"readout R², ID test: {model.score(X_test, z_test):.3f}")
-print(f"readout R², OOD:     {model.score(X_ood, z_ood):.3f}")
+print(f"readout R², ID test (held out): {model.score(X_test, z_test):.3f}")
+print(f"readout R², OOD:                {model.score(X_ood, z_ood):.3f}")
 print(f"reconstruction R², OOD: {inverter.score(X_ood):.3f}")
 
 # %%
@@ -73,8 +77,8 @@ baseline = make_pipeline(
     SlotProbe(random_state=0),
 )
 baseline.fit(X_train, z_train)
-print(f"baseline readout R², ID test: {baseline.score(X_test, z_test):.3f}")
-print(f"baseline readout R², OOD:     {baseline.score(X_ood, z_ood):.3f}")
+print(f"baseline readout R², ID test (held out): {baseline.score(X_test, z_test):.3f}")
+print(f"baseline readout R², OOD:                {baseline.score(X_ood, z_ood):.3f}")
 
 # %%
 # Read-outs of the OOD latents

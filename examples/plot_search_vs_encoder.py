@@ -24,7 +24,7 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 
-from compgen_sk import GenerativeInverter
+from compgen_sk import AdditiveDecoder, ConvEncoder, GenerativeInverter, GradientSearch
 from compgen_sk.datasets import make_sprites
 
 FAST = os.environ.get("COMPGEN_EXAMPLES_FAST") == "1"
@@ -43,18 +43,17 @@ print(f"{len(X_train)} ID training, {len(X_test)} ID test, {len(X_ood)} OOD imag
 # -----------------------------------
 # An additive decoder renders each slot on its own and sums the renderings, the
 # inductive bias that lets it draw object combinations it never saw together
-# (:ref:`background-decoders`). ``search_tol=0`` runs every search step, so that the
-# effect of the number of steps below is not hidden by early stopping.
+# (:ref:`background-decoders`). ``GradientSearch(tol=0)`` runs every search
+# step, so that the effect of the number of steps below is not hidden by early
+# stopping.
 inverter = GenerativeInverter(
     n_slots=2,
     slot_dim=4,
-    decoder="additive",
-    decoder_params={"hidden": (128, 256)},
-    encoder_params={"channels": 16, "hidden": 128},
+    decoder=AdditiveDecoder(renderer="mlp", hidden=(128, 256)),
+    encoder=ConvEncoder(channels=16, hidden=128),
     lr=2e-3,
     max_epochs=2 if FAST else 60,
-    search_steps=10 if FAST else 200,
-    search_tol=0.0,
+    search=GradientSearch(steps=10 if FAST else 200, tol=0.0),
     random_state=0,
 )
 inverter.fit(X_train)
@@ -72,7 +71,7 @@ for name, images in parts.items():
     search_mse = reconstruction_mse(images, inverter.transform(images))
     print(
         f"{name:8s} reconstruction MSE: encoder {encoder_mse:.5f}, "
-        f"after {inverter.search_steps} search steps {search_mse:.5f}"
+        f"after {inverter.search.steps} search steps {search_mse:.5f}"
     )
 
 # %%
@@ -81,7 +80,7 @@ for name, images in parts.items():
 # Rows: the input, the decoder's rendering of the encoder's guess, the rendering
 # after search, and what each slot contributes to it. For an additive decoder
 # the slot renderings sum to the full rendering, so they show which object each
-# slot took. A CPU minute of training leaves the decoder's sprites blurry; the
+# slot took. A short CPU training leaves the decoder's sprites blurry; the
 # reference works train for hundreds of GPU epochs (:ref:`background-data`).
 n_show = 6
 shown = {"ID": X_test[:n_show], "OOD": X_ood[:n_show]}
@@ -123,11 +122,12 @@ plt.show()
 # Search is the "System 2" refinement of the encoder's "System 1" guess: every
 # step costs one decoder forward and backward pass per image. Zero steps is the
 # encoder alone. Search keeps the best slots it saw, so more steps never
-# reconstruct worse.
+# reconstruct worse. ``search__steps`` is the nested option of the inverter's
+# ``search``; changing it leaves the fitted networks as they are.
 step_grid = [0, 5, 10] if FAST else [0, 10, 30, 100, 300]
 errors = {name: [] for name in parts}
 for steps in step_grid:
-    inverter.set_params(search_steps=steps)
+    inverter.set_params(search__steps=steps)
     for name, images in parts.items():
         errors[name].append(reconstruction_mse(images, inverter.transform(images)))
 for name, values in errors.items():
