@@ -8,7 +8,12 @@ import pytest
 from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import Pipeline
 
-from compgen_sk import GenerativeInverter, HeldOutCombinations, SlotProbe
+from compgen_sk import (
+    GenerativeInverter,
+    GradientSearch,
+    HeldOutCombinations,
+    SlotProbe,
+)
 from compgen_sk.datasets import make_digit_compositions
 
 distributed = pytest.importorskip("distributed")
@@ -38,8 +43,16 @@ def problem():
         [
             (
                 "inv",
+                # One torch thread, as the cluster's workers have: in a task of
+                # the dask backend n_jobs=None would grant the whole cluster's
+                # threads (joblib passes its parallel_config on to the tasks).
                 GenerativeInverter(
-                    n_slots=2, slot_dim=2, max_epochs=2, search_steps=2, random_state=0
+                    n_slots=2,
+                    slot_dim=2,
+                    max_epochs=2,
+                    search=GradientSearch(steps=2),
+                    n_jobs=1,
+                    random_state=0,
                 ),
             ),
             ("probe", SlotProbe(readout="linear", random_state=0)),

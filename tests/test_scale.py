@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
-from compgen_sk import EncoderBaseline, GenerativeInverter, ReplayEncoder
+from compgen_sk import (
+    EncoderBaseline,
+    GenerativeInverter,
+    GradientSearch,
+    ReplayEncoder,
+)
 from compgen_sk.datasets import make_sprites
 
 SMALL = dict(n_slots=2, slot_dim=2, max_epochs=2, batch_size=32, random_state=0)
@@ -30,10 +35,10 @@ def _fit(estimator, X):
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: GenerativeInverter(**SMALL, search_steps=3),
+        lambda: GenerativeInverter(**SMALL, search=GradientSearch(steps=3)),
         lambda: EncoderBaseline(**SMALL),
         lambda: ReplayEncoder(
-            GenerativeInverter(**SMALL, search_steps=0), replay_epochs=1, random_state=0
+            GenerativeInverter(**SMALL, search=None), max_epochs=1, random_state=0
         ),
     ],
 )
@@ -55,7 +60,7 @@ def test_uint8_images_are_pixels_scaled_to_unit_range(make, pixels):
 def test_float_images_of_pixel_values_warn(pixels):
     as_uint8, _ = pixels
     with pytest.warns(UserWarning, match="0-255 pixel values"):
-        _fit(GenerativeInverter(**SMALL, search_steps=0), as_uint8.astype(np.float32))
+        _fit(GenerativeInverter(**SMALL, search=None), as_uint8.astype(np.float32))
 
 
 @pytest.mark.parametrize("high", [2.3, 9.9])
@@ -65,13 +70,13 @@ def test_float_images_beyond_unit_range_are_not_taken_for_pixel_values(pixels, h
     X = as_float * np.float32(high / as_float.max())
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        _fit(GenerativeInverter(**SMALL, search_steps=0), X)
+        _fit(GenerativeInverter(**SMALL, search=None), X)
 
 
 def test_uint8_vectors_are_numbers():
     X = np.random.default_rng(0).integers(0, 4, size=(60, 8)).astype(np.uint8)
-    a = _fit(GenerativeInverter(**SMALL, search_steps=0), X)
-    b = _fit(GenerativeInverter(**SMALL, search_steps=0), X.astype(np.float32))
+    a = _fit(GenerativeInverter(**SMALL, search=None), X)
+    b = _fit(GenerativeInverter(**SMALL, search=None), X.astype(np.float32))
     np.testing.assert_array_equal(a.transform(X), b.transform(X))
     # score takes X as fit did: numbers, not pixels scaled by 1/255
     assert a.score(X) == b.score(X.astype(np.float32))
@@ -87,7 +92,9 @@ def test_memmap_fits_like_memory_without_copying_it(tmp_path, pixels):
     disk.flush()
     disk = np.load(tmp_path / "X.npy", mmap_mode="r")
     # In this process (n_jobs=1), where tracemalloc sees training's allocations.
-    model = GenerativeInverter(**{**SMALL, "max_epochs": 1}, search_steps=2, n_jobs=1)
+    model = GenerativeInverter(
+        **{**SMALL, "max_epochs": 1}, search=GradientSearch(steps=2), n_jobs=1
+    )
     _fit(model, disk[:64]).transform(disk[:64])  # torch's first-call allocations
     tracemalloc.start()
     _fit(model, disk)
@@ -97,7 +104,10 @@ def test_memmap_fits_like_memory_without_copying_it(tmp_path, pixels):
     # NumPy allocations stay far below one copy of X (a few batches at most).
     assert peak < 0.5 * X.nbytes, peak
     reference = _fit(
-        GenerativeInverter(**{**SMALL, "max_epochs": 1}, search_steps=2, n_jobs=1), X
+        GenerativeInverter(
+            **{**SMALL, "max_epochs": 1}, search=GradientSearch(steps=2), n_jobs=1
+        ),
+        X,
     )
     np.testing.assert_array_equal(slots, reference.transform(X))
 
@@ -144,12 +154,12 @@ class _OnDemand:
 
 @pytest.mark.parametrize("make", [GenerativeInverter, EncoderBaseline, ReplayEncoder])
 def test_arrays_read_on_demand_fit_like_arrays(make, pixels):
-    # n_jobs=1: in memory, both renderers would fit side by side, on fewer
-    # threads than the fits in turn that data read on demand get.
-    params = dict(n_slots=2, slot_dim=2, max_epochs=2, random_state=0, n_jobs=1)
+    # By default (n_jobs=None) the two renderers of "auto" fit in turn in this
+    # process on one thread, for arrays in memory as for data read on demand.
+    params = dict(n_slots=2, slot_dim=2, max_epochs=2, random_state=0)
     if make is ReplayEncoder:
         params = dict(
-            generator=GenerativeInverter(**params), replay_epochs=2, random_state=0
+            generator=GenerativeInverter(**params), max_epochs=2, random_state=0
         )
     as_uint8, _ = pixels
     lazy = _OnDemand(as_uint8)
