@@ -9,7 +9,7 @@ import math
 
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EarlyStopping
 from skorch.utils import to_tensor
 
 from ..inversion import consistency_loss, matched_slot_mse
@@ -18,14 +18,21 @@ from ..inversion import consistency_loss, matched_slot_mse
 class InterruptibleNet(NeuralNet):
     """skorch's :class:`~skorch.NeuralNet`, but an interrupt (Ctrl-C) is
     remembered (``interrupted_``) instead of being swallowed mid-epoch, so
-    that the estimator can re-raise it once skorch has ended training."""
+    that the estimator can re-raise it once skorch has ended training.
+
+    skorch's :class:`~skorch.callbacks.EarlyStopping` ends training with a
+    ``KeyboardInterrupt`` too; that one, raised when its patience has run
+    out, is a stop, not an interrupt."""
 
     def fit_loop(self, X, y=None, **fit_params):
         self.interrupted_ = False
         try:
             return super().fit_loop(X, y, **fit_params)
         except KeyboardInterrupt:
-            self.interrupted_ = True
+            self.interrupted_ = not any(
+                isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
+                for _, cb in self.callbacks_
+            )
             raise
 
 
