@@ -1,0 +1,188 @@
+"""The tables of the Results page, from the outputs of ``benchmarks/results.sh``.
+
+    python benchmarks/results_tables.py OUT
+
+prints every table as reStructuredText (mean ± std over seeds), in the order of
+``docs/results.rst``, from the CSVs that ``results.sh OUT`` wrote; a run that has
+not finished is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _cell(mean, std, n, spec="{:.3f}"):
+    if np.isnan(mean):
+        return "-"
+    return spec.format(mean) + ("" if n == 1 else " ± " + spec.format(std))
+
+
+def _rst(header, rows):
+    """A reStructuredText list-table."""
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    for row in [header, *rows]:
+        lines.append("   * - " + str(row[0]))
+        lines += [f"     - {cell}" for cell in row[1:]]
+    return "\n".join(lines)
+
+
+def compare_table(folder):
+    """A comparison's summary: ID, OOD, OOD reconstruction, fit and transform."""
+    summary = pd.read_csv(folder / "summary.csv")
+    rows = []
+    for _, r in summary.iterrows():
+        rows.append(
+            [
+                r["description"],
+                _cell(r["id_score"], r["id_score_std"], r["n_seeds"]),
+                _cell(r["ood_score"], r["ood_score_std"], r["n_seeds"]),
+                _cell(r["ood_reconstruction_r2"], np.nan, 1),
+                f"{r['fit_seconds']:.0f} s",
+                f"{r['transform_ms_per_image']:.2f} ms",
+            ]
+        )
+    header = [
+        "method",
+        "ID score",
+        "OOD score",
+        "OOD rec. R²",
+        "fit",
+        "transform/image",
+    ]
+    return _rst(header, rows)
+
+
+def efficiency_table(folder):
+    """OOD score against the number of ID training images."""
+    summary = pd.read_csv(folder / "summary.csv")
+    sizes = sorted(summary["n_train"].unique())
+    rows = []
+    for method, part in summary.groupby("description", sort=False):
+        part = part.set_index("n_train")
+        rows.append(
+            [method]
+            + [
+                _cell(part.loc[n, "ood_score"], part.loc[n, "ood_score_std"], 3)
+                for n in sizes
+            ]
+        )
+    return _rst(["ID training images", *map(str, sizes)], rows)
+
+
+def concept_table(folder):
+    """Each concept's OOD (and ID) score per method, mean over seeds."""
+    table = pd.read_csv(folder / "concept_scores.csv")
+    table["concept"] = table["concept"].str.replace(
+        r"^slot\d_|^object\d?_", "", regex=True
+    )
+    grouped = table.groupby(["method", "concept"], sort=False)
+    mean = grouped[["id_score", "ood_score"]].mean().reset_index()
+    concepts = list(dict.fromkeys(mean["concept"]))
+    rows = []
+    for method, part in mean.groupby("method", sort=False):
+        part = part.set_index("concept")
+        rows.append(
+            [method]
+            + [
+                f"{part.loc[c, 'ood_score']:.2f} ({part.loc[c, 'id_score']:.2f})"
+                for c in concepts
+            ]
+        )
+    return _rst(["method (OOD (ID))", *concepts], rows)
+
+
+def training_table(path):
+    """``bench_training.py``'s rows: per data set and estimator, mean ± std."""
+    results = pd.read_csv(path)
+    scores = ["rec_id", "rec_ood", "slot_id", "slot_ood"]
+    out = []
+    for dataset, part in results.groupby("dataset", sort=False):
+        grouped = part.groupby("estimator", sort=False)
+        mean, std, n = (
+            grouped[scores].mean(),
+            grouped[scores].std(ddof=0),
+            grouped.size(),
+        )
+        fit = grouped["fit_s"].mean()
+        rows = [
+            [name]
+            + [_cell(mean.loc[name, c], std.loc[name, c], n[name]) for c in scores]
+            + [f"{fit[name]:.0f} s"]
+            for name in mean.index
+        ]
+        kept = part.dropna(subset=["renderer"])
+        kept = kept[kept["estimator"] == "GenerativeInverter"]["renderer"]
+        note = ", ".join(f"{k} {v}" for k, v in kept.value_counts().items())
+        header = ["", "rec. R² ID", "rec. R² OOD", "slots ID", "slots OOD", "fit"]
+        out.append(f"{dataset} (renderers kept: {note or '-'})\n\n{_rst(header, rows)}")
+        per_seed = part[part["estimator"] == "GenerativeInverter"][["seed", "slot_ood"]]
+        out.append(
+            "GenerativeInverter + search, slots OOD per seed: "
+            + ", ".join(f"{s}: {v:.3f}" for s, v in per_seed.itertuples(index=False))
+        )
+    return "\n\n".join(out)
+
+
+def consistency_table(path):
+    results = pd.read_csv(path)
+    grouped = results.groupby(["consistency_weight", "way"], sort=False)
+    mean, std = grouped.mean(numeric_only=True), grouped.std(ddof=0, numeric_only=True)
+    ways = list(dict.fromkeys(results["way"]))
+    rows = []
+    for weight in dict.fromkeys(results["consistency_weight"]):
+        rows.append(
+            [f"{weight:g}"]
+            + [
+                _cell(
+                    mean.loc[(weight, w), "ood_score"],
+                    std.loc[(weight, w), "ood_score"],
+                    2,
+                )
+                for w in ways
+            ]
+            + [
+                _cell(
+                    mean.loc[(weight, "encoder"), "id_score"],
+                    std.loc[(weight, "encoder"), "id_score"],
+                    2,
+                )
+            ]
+        )
+    return _rst(["consistency weight", *ways, "ID (encoder)"], rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    out = parser.parse_args(argv).out
+    sections = [
+        ("main job (digits)", out / "digits", compare_table),
+        ("data efficiency", out / "data-efficiency", efficiency_table),
+        ("defaults (balls, sprites-l16, digits)", out / "defaults.csv", training_table),
+        ("MLP renderer named", out / "renderers.csv", training_table),
+        ("three balls", out / "three-balls.csv", training_table),
+        ("overlap penalty", out / "overlap-penalty.csv", training_table),
+        ("sprites", out / "sprites", compare_table),
+        ("sprites: concepts", out / "sprites", concept_table),
+        ("sprites-l16, shared + consistency", out / "sprites-l16.csv", training_table),
+        ("shared renderer", out / "shared.csv", training_table),
+        ("consistency and restarts", out / "consistency.csv", consistency_table),
+        ("sprites, 80 epochs", out / "sprites-80", compare_table),
+        ("sprites, 160 epochs", out / "sprites-160", compare_table),
+    ]
+    for title, path, table in sections:
+        done = (path / "summary.csv").exists() if path.is_dir() else path.exists()
+        if done:
+            print(f"\n### {title}\n\n{table(path)}")
+    log = out / "parallel.log"
+    if log.exists():
+        print(f"\n### threads and worker processes\n\n{log.read_text()}")
+
+
+if __name__ == "__main__":
+    main()
