@@ -20,7 +20,13 @@ from .._sklearn_compat import (
     validate_parameter_constraints,
 )
 from .._torch import resolve_device
-from ..datasets import load_pug, make_additive, make_digit_compositions, make_sprites
+from ..datasets import (
+    load_pug,
+    make_additive,
+    make_digit_compositions,
+    make_object_scenes,
+    make_sprites,
+)
 from ..estimators import GenerativeInverter
 from .methods import METHODS
 
@@ -42,6 +48,11 @@ def _sprites(s, seed):
     return make_sprites(s.n_samples, image_size=size, split="all", random_state=seed)
 
 
+def _objects(s, seed):
+    size = s.image_size or 32
+    return make_object_scenes(s.n_samples, image_size=size, random_state=seed)
+
+
 def _additive(s, seed):
     return make_additive(s.n_samples, split="all", random_state=seed)
 
@@ -54,11 +65,17 @@ def _pug(s, seed):
 
 
 #: The data sets a comparison runs on, each drawn for a seed.
-DATASETS = {"digits": _digits, "sprites": _sprites, "additive": _additive, "pug": _pug}
+DATASETS = {
+    "digits": _digits,
+    "sprites": _sprites,
+    "objects": _objects,
+    "additive": _additive,
+    "pug": _pug,
+}
 #: The readouts a comparison's probe can use.
 PROBES = ("mlp", "linear")
 #: Slot dimension per dataset when the settings leave it to the dataset.
-SLOT_DIMS = {"digits": 12, "sprites": 6, "additive": 12, "pug": 12}
+SLOT_DIMS = {"digits": 12, "sprites": 6, "objects": 12, "additive": 12, "pug": 12}
 
 
 @dataclass
@@ -67,13 +84,14 @@ class Settings:
 
     Parameters
     ----------
-    dataset : {"digits", "sprites", "additive", "pug"}
-        Dataset the methods are compared on.
+    dataset : {"digits", "sprites", "objects", "additive", "pug"}
+        Dataset the methods are compared on (``"objects"``:
+        :func:`~compgen_sk.datasets.make_object_scenes`).
     n_samples : int
         Images generated (ID and OOD together).
     image_size : int or None
-        Sprite / PUG image side; digit side for "digits"; None: the dataset's
-        default.
+        Image side of sprites, object scenes and PUG; digit side for
+        "digits"; None: the dataset's default.
     methods : tuple of str
         Keys of :data:`METHODS`.
     epochs : int
