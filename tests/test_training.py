@@ -157,7 +157,7 @@ def test_one_convergence_warning_gives_every_reason(easy):
     assert len(ours) == 1
     message = str(ours[0].message)
     assert message.startswith("GenerativeInverter has not converged: it stopped at ")
-    assert "raise max_epochs; and it fits its own training data poorly" in message
+    assert "raise max_epochs. Also, it fits its own training data poorly" in message
     r2 = 1 - np.mean(
         [b["train_reconstruction"] for b in est.net_.history[-1, "batches"]]
     )

@@ -314,7 +314,7 @@ def warn_if_not_converged(estimator, r2, hint=""):
     ``max_epochs`` with its training loss still falling by more than 1 % per
     epoch (over the last 5 epochs), or when it explains less than 90 % of its
     training data's variance (``r2``, the training R², below 0.9). ``hint``
-    ends the message."""
+    follows the second reason."""
     name = type(estimator).__name__
     curve = estimator.loss_curve_
     reasons = []
@@ -325,18 +325,18 @@ def warn_if_not_converged(estimator, r2, hint=""):
             reasons.append(
                 f"it stopped at max_epochs={estimator.max_epochs} while its "
                 f"training loss still fell by {100 * rate:.1f}% per epoch over the "
-                f"last {_CONVERGENCE_WINDOW} epochs; raise max_epochs"
+                f"last {_CONVERGENCE_WINDOW} epochs; raise max_epochs."
             )
     if r2 is not None and not r2 >= MIN_TRAINING_R2:
         reasons.append(
             f"it fits its own training data poorly: training R² {r2:.3f} < "
             f"{MIN_TRAINING_R2} (1 - the standardized loss of the last epoch); "
             "train longer (max_epochs), try n_init > 1, or give the model more "
-            "room (slot_dim, the decoder's hidden widths)"
+            f"room (slot_dim, the decoder's hidden widths).{hint}"
         )
     if reasons:
         warnings.warn(
-            f"{name} has not converged: {'; and '.join(reasons)}.{hint}",
+            f"{name} has not converged: {' Also, '.join(reasons)}",
             ConvergenceWarning,
             stacklevel=user_stacklevel(),
         )
