@@ -1,4 +1,4 @@
-"""make_object_scenes: textured objects over photographed backgrounds, held-out pairs."""
+"""make_object_scenes: textured objects on photographed backgrounds, held-out pairs."""
 
 import socket
 
@@ -46,7 +46,8 @@ def test_bunch_shapes_dtypes_and_concept_table(scenes):
     codes = scenes.concepts["object_identity"].cat.codes.to_numpy()
     np.testing.assert_array_equal(scenes.latents[:, 0, 0], codes)
     np.testing.assert_allclose(
-        scenes.latents[:, 0, 1:], scenes.concepts[["object_x", "object_y", "object_size"]]
+        scenes.latents[:, 0, 1:],
+        scenes.concepts[["object_x", "object_y", "object_size"]],
     )
     np.testing.assert_array_equal(
         scenes.latents[:, 1, 0], scenes.concepts["background_identity"].cat.codes
