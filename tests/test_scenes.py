@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from compgen_sk import SlotProbe
+from compgen_sk import (
+    GenerativeInverter,
+    GradientSearch,
+    MaskedDecoder,
+    ReplayEncoder,
+    SlotProbe,
+    TransformerDecoder,
+)
 from compgen_sk.datasets import make_object_scenes
 from compgen_sk.datasets._scenes import (
     BACKGROUNDS,
@@ -163,3 +170,40 @@ def test_identities_are_readable_from_the_pixels(scenes):
     )
     assert scores["all_background_identity"] > 0.95
     assert scores["all_object_identity"] > 0.4  # chance: 0.125
+
+
+@pytest.mark.parametrize(
+    "decoder",
+    [
+        TransformerDecoder(embed_dim=16, n_layers=1, interaction_penalty=0.05),
+        MaskedDecoder("broadcast", shared=False),
+    ],
+    ids=["transformer-with-penalty", "masked"],
+)
+def test_occluding_models_fit_search_and_replay_on_scenes(scenes, decoder):
+    """The models for occluding objects run end to end on the scenes: fit, search
+    from the encoder's guess, replay, and the probe on the inferred slots."""
+    X = scenes.images[~scenes.ood][:96]
+    y = scenes.concepts[~scenes.ood].iloc[:96]
+    X_ood = scenes.images[scenes.ood][:16]
+    y_ood = scenes.concepts[scenes.ood].iloc[:16]
+    generator = GenerativeInverter(
+        n_slots=2,
+        slot_dim=4,
+        decoder=decoder,
+        kl_weight=0.05,
+        search=GradientSearch(steps=3),
+        max_epochs=2,
+        batch_size=32,
+        random_state=0,
+    ).fit(X)
+    replay = ReplayEncoder(
+        generator, max_epochs=1, n_replay=64, search=GradientSearch(steps=2)
+    ).fit(X)
+    for model in (generator, replay):
+        slots = model.transform(X_ood)
+        assert slots.shape == (16, 8)
+        assert np.isfinite(slots).all()
+    probe = SlotProbe(random_state=0).fit(generator.transform(X), y)
+    scores = probe.concept_scores(generator.transform(X_ood), y_ood)
+    assert set(dict(scores)) == set(y)
