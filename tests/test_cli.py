@@ -17,6 +17,7 @@ from compgen_sk.app.compare import (
     format_table,
     load_split,
     run_comparison,
+    summarize,
 )
 from compgen_sk.app.methods import METHODS, RENDERER, Method, generator, with_search
 from compgen_sk.app.settings import DATASETS, SLOT_DIMS, Settings, check_settings
@@ -412,6 +413,30 @@ def test_n_train_trains_on_growing_sets_and_plots_them(tmp_path):
     assert (out / "data_efficiency.png").stat().st_size > 1000
     concepts = pd.read_csv(out / "concept_scores.csv")
     assert sorted(set(concepts["n_train"])) == [50, 100]
+
+
+def test_summary_pools_seeds_whose_training_sets_differ_in_size():
+    """Each seed draws its own data, so the ID training set of a plain run can
+    differ in size between seeds: the summary is still one row per method."""
+    results = pd.DataFrame(
+        {
+            "method": ["a", "a", "a", "b", "b", "b"],
+            "description": ["A"] * 3 + ["B"] * 3,
+            "seed": [0, 1, 2, 0, 1, 2],
+            "n_train": [3588, 3641, 3625, 3588, 3641, 3625],
+            "id_score": [0.5, 0.6, 0.7, 0.1, 0.2, 0.3],
+            "ood_score": [0.1, 0.2, 0.3, 0.0, 0.0, 0.3],
+            "ood_reconstruction_r2": [0.8] * 6,
+            "fit_seconds": [10.0] * 6,
+            "transform_ms_per_image": [1.0] * 6,
+        }
+    )
+    summary = summarize(results)
+    assert summary["method"].tolist() == ["a", "b"]
+    assert summary["n_seeds"].tolist() == [3, 3]
+    assert summary["n_train"].tolist() == [3618, 3618]
+    assert summary["id_score"].tolist() == pytest.approx([0.6, 0.2])
+    assert "n_train" not in format_table(results).splitlines()[0]
 
 
 def test_n_train_larger_than_the_training_set_is_an_error(tmp_path, capsys):

@@ -334,6 +334,11 @@ _SCORES = [
 def summarize(results):
     """Mean and standard deviation over seeds, per method and training-set size.
 
+    Seeds draw their own data, so where every method trains on all ID images
+    the number of them can differ between seeds; rows are therefore grouped by
+    the rank of their training-set size within their method and seed (the
+    sizes of ``--n-train``, smallest first), not by the size itself.
+
     Parameters
     ----------
     results : DataFrame
@@ -342,16 +347,21 @@ def summarize(results):
     Returns
     -------
     summary : DataFrame
-        ``method``, ``description``, ``n_train``, ``n_seeds``, then
-        ``<score>`` (the mean) and ``<score>_std`` (population standard
-        deviation, 0 for one seed) for every score column.
+        ``method``, ``description``, ``n_train`` (the mean over seeds, rounded),
+        ``n_seeds``, then ``<score>`` (the mean) and ``<score>_std``
+        (population standard deviation, 0 for one seed) for every score column.
     """
-    keys = ["method", "description", "n_train"]
-    grouped = results.groupby(keys, sort=False)[_SCORES]
-    mean = grouped.mean()
-    std = grouped.std(ddof=0).add_suffix("_std")
+    size = results.groupby(["method", "seed"])["n_train"].rank(method="dense")
+    grouped = results.assign(size=size).groupby(
+        ["method", "description", "size"], sort=False
+    )
+    mean = grouped[["n_train", *_SCORES]].mean()
+    mean["n_train"] = mean["n_train"].round().astype(int)
+    std = grouped[_SCORES].std(ddof=0).add_suffix("_std")
     count = grouped.size().rename("n_seeds")
-    return pd.concat([count, mean, std], axis=1).reset_index()
+    summary = pd.concat([count, mean, std], axis=1).reset_index()
+    columns = ["method", "description", "n_train", "n_seeds", *_SCORES]
+    return summary[columns + [c + "_std" for c in _SCORES]]
 
 
 def format_table(results):
@@ -377,7 +387,7 @@ def format_table(results):
             ],
         }
     )
-    if summary["n_train"].nunique() > 1:
+    if summary["method"].duplicated().any():  # several training-set sizes
         table.insert(1, "n_train", summary["n_train"])
     return table.to_string(index=False)
 
