@@ -28,6 +28,8 @@ run sprites compgen-sk compare --dataset sprites --no-progress --out "$out/sprit
 run data-efficiency compgen-sk compare --no-progress --out "$out/data-efficiency" \
     --n-train 250 500 1000 2000 \
     --methods encoder-autoencoder generative-encoder generative-search replay
+run objects compgen-sk compare --dataset objects --no-progress --out "$out/objects"
+run object-slots python benchmarks/bench_object_slots.py --renderers mlp broadcast masked
 run sprites-l16 $bench --datasets sprites-l16 --csv "$out/sprites-l16.csv" \
     --generator-params 'decoder=AdditiveDecoder(shared=True), consistency_weight=0.1, consistency_warmup=25'
 run shared $bench --datasets sprites-l16 twin-balls balls --csv "$out/shared.csv" \

@@ -167,6 +167,10 @@ def consistency_table(path):
     return _rst(["consistency weight", *ways, "ID (encoder)"], rows)
 
 
+def _log(path):
+    return path.read_text()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
@@ -180,6 +184,9 @@ def main(argv=None):
         ("overlap penalty", out / "overlap-penalty.csv", training_table),
         ("sprites", out / "sprites", compare_table),
         ("sprites: concepts", out / "sprites", concept_table),
+        ("object scenes", out / "objects", compare_table),
+        ("object scenes: concepts", out / "objects", concept_table),
+        ("object scenes: where each identity lives", out / "object-slots.log", _log),
         ("sprites-l16, shared + consistency", out / "sprites-l16.csv", training_table),
         ("shared renderer", out / "shared.csv", training_table),
         ("consistency and restarts", out / "consistency.csv", consistency_table),
