@@ -14,15 +14,13 @@ Used by :class:`compgen_sk.SlotProbe` (``matching="per_sample"``).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from ._assignment import best_assignment
-from ._readout import Concept, fit_readout, readout_score
+from ._readout import Concept, fit_readout, fixed_budget, readout_score
 
 # Alternation rounds of fit and assignment at most; usually 2-4 are needed.
 MAX_ROUNDS = 8
@@ -142,9 +140,7 @@ def _fit_kinds(features, targets, kinds, categorical, readout, seed, previous=No
         # warm_start means something else to other estimators (forests).
         if isinstance(readout, str) and _can_continue(model, targets[j], flag):
             model[-1].set_params(warm_start=True)
-            with warnings.catch_warnings():
-                # The built-in MLP readout stops at a fixed budget by design.
-                warnings.simplefilter("ignore", ConvergenceWarning)
+            with fixed_budget(readout):
                 model.fit(features, targets[j])
         else:
             every = np.arange(len(features))

@@ -8,6 +8,7 @@ and the Hungarian matching on it.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 from numbers import Integral
@@ -224,11 +225,19 @@ def fit_readout(slot_features, concept, index, readout, random_state):
     if concept.categorical and len(np.unique(target)) < 2:
         return _Constant(target[0])
     model = make_readout(readout, concept.categorical, random_state)
+    with fixed_budget(readout):
+        return model.fit(slot_features[index], target)
+
+
+@contextlib.contextmanager
+def fixed_budget(readout):
+    """Fit a readout in this block: the built-in ones (``readout`` a string)
+    stop at a fixed budget by design, so their ConvergenceWarning is silenced;
+    a user's own estimator keeps its warnings."""
     with warnings.catch_warnings():
         if isinstance(readout, str):
-            # The built-in MLP readout stops at a fixed budget by design.
             warnings.simplefilter("ignore", ConvergenceWarning)
-        return model.fit(slot_features[index], target)
+        yield
 
 
 class _Constant:
