@@ -82,3 +82,18 @@ def seeded(seed, device):
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         yield
+
+
+def rng_state(device):
+    """torch's random state on the CPU and on ``device`` where it is a GPU."""
+    device = torch.device(device)
+    gpu = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), gpu
+
+
+def set_rng_state(state, device):
+    """Restore a :func:`rng_state`."""
+    cpu, gpu = state
+    torch.set_rng_state(cpu)
+    if gpu is not None:
+        torch.cuda.set_rng_state(gpu, torch.device(device))

@@ -44,7 +44,7 @@ __all__ = [
     "check_decoder",
 ]
 
-# The renderers that renderer="auto" fits on images, each in full.
+# The renderers that renderer="auto" tries on images.
 AUTO_RENDERERS = ("mlp", "broadcast")
 _RENDERER_OPTIONS = [StrOptions({"auto", *RENDERERS}), list, tuple]
 _PENALTY_EPOCHS = [Interval(Integral, 1, None, closed="left"), None]
@@ -163,9 +163,10 @@ default="auto"
         output (any output; content at fixed places); ``"broadcast"``, one
         small MLP applied at every pixel to the slot and the pixel's
         coordinates (images; objects that move about); ``"conv"``,
-        transposed convolutions (images). A list names candidates: each is
-        fitted in full and the one whose final training loss is lowest is
-        kept (``renderer_``, ``renderer_losses_``), as restarts are.
+        transposed convolutions (images). A list names candidates: each
+        trains for the first half of ``max_epochs``, and the one with the
+        lowest training loss in that trial trains on to the end
+        (``renderer_``, ``renderer_losses_``).
         ``"auto"`` is the list ``["mlp", "broadcast"]`` on images and
         ``"mlp"`` on vectors."""
 _HIDDEN_DOC = """hidden : tuple of int or None, default=None

@@ -224,7 +224,7 @@ def _patterns(n=128, size=8, seed=0):
 
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
-def test_auto_renderer_keeps_the_fit_with_the_lower_final_loss(n_jobs):
+def test_auto_renderer_continues_the_candidate_with_the_lower_trial_loss(n_jobs):
     X = _patterns()
     params = dict(SMALL, n_slots=1, slot_dim=2, max_epochs=8, encoder="mlp")
     auto = _fit_quietly(GenerativeInverter(**params, n_jobs=n_jobs), X)
@@ -234,19 +234,40 @@ def test_auto_renderer_keeps_the_fit_with_the_lower_final_loss(n_jobs):
     # Fixed patterns are what the MLP renderer draws well.
     assert auto.renderer_ == "mlp" and losses["mlp"] < losses["broadcast"]
     assert isinstance(auto.decoder_.decoder.slots.renderers[0], MLPRenderer)
+    assert auto.n_iter_ == 8
     # Each renderer trains from the restart's seed, as the fit that names it
-    # does, on one torch thread in this process or in a worker: the kept fit
-    # is that fit, and both final losses are theirs, bit for bit.
+    # does, on one torch thread in this process or in a worker: its trial
+    # loss is that fit's lowest in the first half of max_epochs, and the kept
+    # fit, paused there and resumed, is the named fit bit for bit.
     auto.set_params(n_jobs=1)  # transform on the named fit's thread count
     for renderer in ("mlp", "broadcast"):
         named = GenerativeInverter(**params, decoder=AdditiveDecoder(renderer=renderer))
         _fit_quietly(named, X)
         assert named.renderer_ == renderer and named.renderer_losses_ is None
-        assert named.loss_curve_[-1] == losses[renderer]
+        assert min(named.loss_curve_[:4]) == losses[renderer]
         if renderer == auto.renderer_:
             assert auto.loss_curve_ == named.loss_curve_
             np.testing.assert_array_equal(auto.transform(X), named.transform(X))
-    assert auto.init_losses_[0] == min(losses.values())
+            assert auto.init_losses_[0] == named.loss_curve_[-1]
+
+
+def test_a_paused_fit_resumes_as_the_fit_that_never_paused(easy):
+    """The learning-rate schedule, the plateau stop and the random state
+    carry over the pause, also for a fit sent back from a worker."""
+    params = dict(SMALL, n_slots=2, slot_dim=1, max_epochs=80)
+    est = _fit_quietly(GenerativeInverter(**params), easy)
+    inputs, targets = est._training_data(easy, None)
+    (candidate,) = est._candidates()
+    whole = _training.fit_candidate(est, 7, candidate, None, inputs, targets)
+    # The plateau stop and the halved learning rate happen after the pause.
+    assert 5 < len(whole.history) < 80
+    assert whole.optimizer_.param_groups[0]["lr"] < est.lr
+    paused = _training.fit_candidate(est, 7, candidate, 5, inputs, targets)
+    assert isinstance(paused, _training.Paused) and len(paused.net.history) == 5
+    paused = pickle.loads(pickle.dumps(paused))  # as from a worker
+    resumed = _training.resume(est, paused, inputs, targets)
+    assert resumed.history[:, "train_loss"] == whole.history[:, "train_loss"]
+    assert resumed.history[:, "event_lr"] == whole.history[:, "event_lr"]
 
 
 def test_renderer_lists_name_the_candidates_and_auto_fits_one_on_vectors(easy):
@@ -261,7 +282,8 @@ def test_renderer_lists_name_the_candidates_and_auto_fits_one_on_vectors(easy):
     assert listed.renderer_losses_ == auto.renderer_losses_
     losses = listed.renderer_losses_
     assert listed.renderer_ == min(losses, key=losses.get) == auto.renderer_
-    assert listed.loss_curve_[-1] == min(losses.values())
+    # max_epochs=3: a trial of one epoch.
+    assert listed.loss_curve_[0] == min(losses.values())
     kind = {"mlp": MLPRenderer, "broadcast": BroadcastRenderer}[listed.renderer_]
     assert isinstance(listed.decoder_.decoder.slots.renderers[0], kind)
     # A list of one is that renderer, with nothing to compare.
@@ -269,7 +291,7 @@ def test_renderer_lists_name_the_candidates_and_auto_fits_one_on_vectors(easy):
         GenerativeInverter(**params, decoder=AdditiveDecoder(["broadcast"])), X
     )
     assert one.renderer_ == "broadcast" and one.renderer_losses_ is None
-    assert one.loss_curve_[-1] == losses["broadcast"]
+    assert one.loss_curve_[0] == losses["broadcast"]
     # On vectors, "auto" is the MLP renderer alone: one fit.
     vectors = _fit_quietly(
         GenerativeInverter(n_slots=2, slot_dim=1, max_epochs=2, **SMALL), easy
@@ -286,10 +308,10 @@ def _diverging(monkeypatch, diverges):
     as :func:`fit_candidate` reports it."""
     real = _training.fit_candidate
 
-    def fit_candidate(estimator, seed, candidate, X, y):
+    def fit_candidate(estimator, seed, candidate, epochs, X, y):
         if diverges(seed, candidate.renderer):
             return DivergenceError(1)
-        return real(estimator, seed, candidate, X, y)
+        return real(estimator, seed, candidate, epochs, X, y)
 
     monkeypatch.setattr(_training, "fit_candidate", fit_candidate)
 
@@ -310,7 +332,8 @@ def test_auto_renderer_keeps_the_one_that_did_not_diverge(monkeypatch, diverging
     _fit_quietly(auto, X)
     assert auto.renderer_ == kept and auto.renderer_losses_[diverging] == np.inf
     assert np.isfinite(auto.renderer_losses_[kept])
-    assert auto.init_losses_[0] == auto.renderer_losses_[kept]
+    assert auto.renderer_losses_[kept] == auto.loss_curve_[0]
+    assert auto.init_losses_[0] == auto.loss_curve_[-1]
     assert np.isfinite(auto.transform(X)).all()
 
 
@@ -350,18 +373,21 @@ def test_verbose_prints_the_epoch_table_of_every_candidate_in_order(capsys, n_jo
     params = dict(SMALL, n_slots=1, slot_dim=2, max_epochs=2, encoder="mlp")
     auto = _fit_quietly(GenerativeInverter(**params, verbose=1, n_jobs=n_jobs), X)
     out = capsys.readouterr().out
-    # One table per candidate renderer, "mlp" first, as each fit printed it
-    # (worker processes' logs are printed here, in order).
+    # One table per candidate renderer, "mlp" first, as each trial printed it
+    # (worker processes' logs are printed here, in order), then the rest of
+    # the kept candidate's table.
     assert out.count("train_loss") == 2
     losses = auto.renderer_losses_
     rows = _epoch_rows(out)
-    assert len(rows) == 4
-    assert rows[1] == f"{losses['mlp']:.4f}" and rows[3] == f"{losses['broadcast']:.4f}"
-    named = GenerativeInverter(**params, decoder=AdditiveDecoder("mlp"), verbose=1)
+    assert rows[:2] == [f"{losses['mlp']:.4f}", f"{losses['broadcast']:.4f}"]
+    assert len(rows) == 3 and rows[2] == f"{auto.loss_curve_[-1]:.4f}"
+    kept = auto.renderer_
+    named = GenerativeInverter(**params, decoder=AdditiveDecoder(kept), verbose=1)
     _fit_quietly(named, X)
     out = capsys.readouterr().out
     assert out.count("train_loss") == 1
-    assert _epoch_rows(out) == rows[:2]  # the same fit as auto's "mlp"
+    # The same fit as auto's kept one.
+    assert _epoch_rows(out) == [rows[0 if kept == "mlp" else 1], rows[2]]
 
 
 def test_auto_renderer_with_restarts_reports_the_kept_restart():
@@ -370,8 +396,8 @@ def test_auto_renderer_with_restarts_reports_the_kept_restart():
     auto = _fit_quietly(GenerativeInverter(**params, n_init=2), X)
     losses = auto.renderer_losses_
     assert auto.renderer_ == min(losses, key=losses.get)
-    assert auto.init_losses_[auto.best_init_] == min(losses.values())
-    assert auto.loss_curve_[-1] == min(losses.values())
+    assert auto.loss_curve_[0] == min(losses.values())  # a one-epoch trial
+    assert auto.init_losses_[auto.best_init_] == auto.loss_curve_[-1]
     assert auto.init_losses_.min() == auto.init_losses_[auto.best_init_]
     kind = {"mlp": "MLPRenderer", "broadcast": "BroadcastRenderer"}[auto.renderer_]
     assert type(auto.decoder_.decoder.slots.renderers[0]).__name__ == kind
@@ -425,15 +451,20 @@ def test_workers_are_reused_and_their_warnings_reach_the_caller_once_each():
             warnings.simplefilter("always")
             _fit(est, X)
         ours = [w for w in caught if str(w.message).startswith("pid ")]
-        # Every epoch warns from one line: once per candidate, not per epoch.
-        assert len(ours) == 2 and all(w.category is UserWarning for w in ours)
+        # Every epoch warns from one line: a worker's warning reaches the
+        # caller once per candidate's trial, not per epoch; the kept
+        # candidate's other two epochs run here.
+        here = [w for w in ours if str(w.message) == f"pid {os.getpid()}"]
+        assert len(ours) == 4 and len(here) == 2
+        assert all(w.category is UserWarning for w in ours)
         assert ours[0].filename == __file__
         # Nothing else: in particular no note from joblib of stopped workers.
         others = [w for w in caught if w not in ours]
         assert all(issubclass(w.category, ConvergenceWarning) for w in others)
         pids.append(_pids(caught))
-    assert not pids[2] & {f"pid {os.getpid()}"}
-    assert pids[1] & pids[2]  # the same worker processes serve later fits
+    workers = [p - {f"pid {os.getpid()}"} for p in pids]
+    assert len(workers[2]) == 2
+    assert workers[1] & workers[2]  # the same worker processes serve later fits
     # The module's filters apply to a worker's warning, as to the caller's.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -506,9 +537,8 @@ def _how_fits_run(monkeypatch, est, n_fits, X, y=None):
         plans.append(("workers", n_workers, n_threads))
         return iter(())
 
-    monkeypatch.setattr(_training, "fit_candidate", in_turn)
     monkeypatch.setattr(_training, "run_in_workers", in_workers)
-    list(_training._fits(est, [(0, None)] * n_fits, X, y))
+    list(_training._run(est, in_turn, [(0, None, None)] * n_fits, X, y))
     return plans[0]
 
 

@@ -386,8 +386,8 @@ _SHARED_DOCS = {
     n_init : int, default=1
         Fits from different initializations; the one with the lowest final
         training loss is kept (``best_init_``), as in
-        :class:`~sklearn.cluster.KMeans`. Costs ``n_init`` fits (times the
-        candidate renderers, where the decoder names several).
+        :class:`~sklearn.cluster.KMeans`. Costs ``n_init`` fits (each one
+        and a half fits where the decoder names two candidate renderers).
     tol : float >= 0 or None, default=1e-4
         Training stops once the training loss has not improved by ``tol`` for
         ``n_iter_no_change`` epochs; None trains all ``max_epochs``. The
@@ -445,7 +445,7 @@ default="adamw"
     converged_ : bool
         Whether it stopped on a loss plateau before ``max_epochs``.
     init_losses_ : ndarray of shape (n_init,)
-        Final training loss of every initialization (its best candidate's).
+        Final training loss of every initialization (of its kept candidate).
     best_init_ : int
         Index of the kept initialization.
     data_mean_ : ndarray of the shape of one sample
@@ -464,9 +464,10 @@ default="adamw"
         The renderer of the kept fit's decoder (``"mlp"``, ``"broadcast"`` or
         ``"conv"``); None where no renderer is trained.
     renderer_losses_ : dict or None
-        Where the decoder named several candidate renderers, each one's final
-        training loss in the kept initialization (``inf`` for one whose fit
-        diverged); None otherwise.""",
+        Where the decoder named several candidate renderers, each one's
+        lowest training loss in its trial, the first half of ``max_epochs``,
+        in the kept initialization (``inf`` for one whose fit diverged);
+        None otherwise.""",
     "convergence": """\
     A :class:`~sklearn.exceptions.ConvergenceWarning` says that the kept fit
     has not converged: it ended at ``max_epochs`` with its training loss still

@@ -22,17 +22,18 @@ class InterruptibleNet(NeuralNet):
 
     skorch's :class:`~skorch.callbacks.EarlyStopping` ends training with a
     ``KeyboardInterrupt`` too; that one, raised when its patience has run
-    out, is a stop, not an interrupt."""
+    out, is a stop (``stopped_``), not an interrupt."""
 
     def fit_loop(self, X, y=None, **fit_params):
-        self.interrupted_ = False
+        self.interrupted_ = self.stopped_ = False
         try:
             return super().fit_loop(X, y, **fit_params)
         except KeyboardInterrupt:
-            self.interrupted_ = not any(
+            self.stopped_ = any(
                 isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
                 for _, cb in self.callbacks_
             )
+            self.interrupted_ = not self.stopped_
             raise
 
 

@@ -28,7 +28,7 @@ from skorch.callbacks import (
 from skorch.dataset import ValidSplit
 from torch import nn
 
-from .._torch import n_cores, resolve_device, seeded
+from .._torch import n_cores, resolve_device, rng_state, seeded, set_rng_state
 from .._warnings import user_stacklevel
 from ._data import ArrayDataset, is_lazy_array
 from ._loaders import BatchLoader
@@ -184,16 +184,18 @@ def make_net(
     return net_class(**settings)
 
 
-def fit_candidate(estimator, seed, candidate, X, y):
+def fit_candidate(estimator, seed, candidate, epochs, X, y):
     """One fit: the net that ``estimator._new_net(candidate)`` builds, trained
     on X (and y) with torch's generators seeded by ``seed``; or the
-    :class:`DivergenceError` that ended it. An interrupt (Ctrl-C) is
-    re-raised once skorch has ended training."""
-    with seeded(seed, resolve_device(estimator.device)):
+    :class:`DivergenceError` that ended it. ``epochs=None`` trains up to
+    ``max_epochs``; a number of ``epochs``, only the first ones: a
+    :class:`Paused` fit, which :func:`resume` completes exactly as the fit
+    would have gone on. An interrupt (Ctrl-C) is re-raised once skorch has
+    ended training."""
+    device = resolve_device(estimator.device)
+    with seeded(seed, device):
         net = estimator._new_net(candidate)
-        if isinstance(X, np.ndarray) or is_lazy_array(X):
-            # Read a batch at a time, never copied whole.
-            X, y = ArrayDataset(X, y), None
+        X, y = _dataset(X, y)
         try:
             net.initialize()
         except TypeError as exc:
@@ -201,11 +203,71 @@ def fit_candidate(estimator, seed, candidate, X, y):
                 f"optimizer_params={estimator.optimizer_params!r} do not fit "
                 f"optimizer={estimator.optimizer!r}: {exc}"
             ) from exc
-        try:
-            net.partial_fit(X, y)
-        except DivergenceError as exc:
-            # Not exc itself: its traceback holds the diverged net.
-            return DivergenceError(exc.epoch)
+        net.notify("on_train_begin", X=X, y=y)
+        error = _train(net, X, y, epochs)
+        if error is None and epochs is not None and _can_go_on(net, epochs):
+            return Paused(net, rng_state(device))
+    return _end(estimator, net, X, y, error)
+
+
+@dataclass
+class Paused:
+    """A fit paused after its first epochs, with torch's random state."""
+
+    net: object
+    rng: object
+
+
+def resume(estimator, paused, X, y):
+    """Train a :class:`Paused` fit to ``max_epochs`` (or its plateau stop),
+    on torch's random state where it paused: the net that the fit without a
+    pause ends with, bit for bit."""
+    device = resolve_device(estimator.device)
+    net = paused.net
+    # A net sent back from a worker carries its optimizer apart from its
+    # callbacks (skorch pickles the modules and the optimizer on their own):
+    # the learning-rate scheduler must act on the net's optimizer.
+    for _, callback in net.callbacks_:
+        scheduler = getattr(callback, "lr_scheduler_", None)
+        if scheduler is not None:
+            scheduler.optimizer = net.optimizer_
+    X, y = _dataset(X, y)
+    with seeded(0, device):
+        set_rng_state(paused.rng, device)
+        error = _train(net, X, y, estimator.max_epochs - len(net.history))
+    return _end(estimator, net, X, y, error)
+
+
+def _dataset(X, y):
+    if isinstance(X, np.ndarray) or is_lazy_array(X):
+        # Read a batch at a time, never copied whole.
+        return ArrayDataset(X, y), None
+    return X, y
+
+
+def _train(net, X, y, epochs):
+    """``epochs`` epochs of skorch's training loop (None: ``max_epochs``); the
+    :class:`DivergenceError` that ended them, or None."""
+    try:
+        net.fit_loop(X, y, epochs=epochs, _routing_method="partial_fit")
+    except KeyboardInterrupt:
+        pass  # a plateau stop, or an interrupt that net.interrupted_ records
+    except DivergenceError as exc:
+        # Not exc itself: its traceback holds the diverged net.
+        return DivergenceError(exc.epoch)
+    return None
+
+
+def _can_go_on(net, epochs):
+    """Whether a fit that ran ``epochs`` epochs has epochs left, and was
+    neither stopped on a plateau nor interrupted."""
+    return not (net.interrupted_ or net.stopped_) and epochs < net.max_epochs
+
+
+def _end(estimator, net, X, y, error):
+    if error is not None:
+        return error
+    net.notify("on_train_end", X=X, y=y)
     if net.interrupted_:
         raise KeyboardInterrupt(f"{type(estimator).__name__}.fit was interrupted.")
     return net
@@ -224,15 +286,15 @@ class BestFit:
 
     net: object
     candidate: object
-    init_losses: np.ndarray  # (n_init,): each seed's best final loss
+    init_losses: np.ndarray  # (n_init,): each seed's final loss
     best_init: int
-    candidate_losses: list  # each candidate's final loss for the kept seed
+    candidate_losses: list  # each candidate's trial loss for the kept seed
 
 
-def _fits(estimator, jobs, X, y):
-    """``fit_candidate`` of every (seed, candidate) job, in order: side by
-    side in worker processes where the estimator's ``n_jobs`` grants several
-    cores to several CPU fits, else one after another here."""
+def _run(estimator, function, jobs, X, y):
+    """``function(estimator, *job, X, y)`` of every job, in order: side by side
+    in worker processes where the estimator's ``n_jobs`` grants several cores
+    to several CPU fits, else one after another here."""
     cores = n_cores(estimator.n_jobs)
     parallel = (
         len(jobs) > 1
@@ -241,50 +303,79 @@ def _fits(estimator, jobs, X, y):
         and can_use_workers(estimator.get_params(deep=False), X, y)
     )
     if not parallel:
-        for seed, candidate in jobs:
-            yield fit_candidate(estimator, seed, candidate, X, y)
+        for job in jobs:
+            yield function(estimator, *job, X, y)
         return
     n_workers = min(len(jobs), cores)
     worker = copy.copy(estimator)  # without the modules of a previous fit
     for attr in ("net_", "encoder_", "decoder_", "start_slots_"):
         worker.__dict__.pop(attr, None)
-    args = [(worker, seed, candidate, X, y) for seed, candidate in jobs]
-    yield from run_in_workers(
-        fit_candidate, args, n_workers, max(1, cores // n_workers)
-    )
+    args = [(worker, *job, X, y) for job in jobs]
+    yield from run_in_workers(function, args, n_workers, max(1, cores // n_workers))
+
+
+def _loss(result):
+    """The final training loss of a fit; the lowest of a paused fit's epochs
+    (one bad epoch at the pause does not decide); inf for a divergence."""
+    if isinstance(result, DivergenceError):
+        return math.inf
+    if isinstance(result, Paused):
+        return float(np.min(result.net.history[:, "train_loss"]))
+    return _final_loss(result)
+
+
+def _best_of_groups(results, n_groups, group_size):
+    """Consecutive groups of the results of a :func:`_run`: the best result of
+    each (the first of the lowest loss), its index in the group and every
+    loss. Only the best so far of a group is held; the runs still going are
+    stopped on an error."""
+    losses = np.full((n_groups, group_size), math.inf)
+    best, picks = [None] * n_groups, [0] * n_groups
+    try:
+        for index, result in enumerate(results):
+            i, j = divmod(index, group_size)
+            losses[i, j] = _loss(result)
+            if best[i] is None or losses[i, j] < losses[i, picks[i]]:
+                best[i], picks[i] = result, j
+            del result  # a losing fit's memory, before the next one
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # joblib's note that it stopped them
+            results.close()
+    return best, picks, losses
 
 
 def fit_best(estimator, candidates, X, y=None):
-    """Fit every candidate from each of ``n_init`` seeds drawn from
-    ``random_state``; keep the fit with the lowest final training loss.
+    """Fit from each of ``n_init`` seeds drawn from ``random_state`` and keep
+    the fit with the lowest final training loss.
+
+    With several candidates, each seed's candidates first train for half of
+    ``max_epochs``, their trial; the one whose training loss was lowest in an
+    epoch of its trial then trains on as if it had never paused, and the
+    others are dropped.
 
     Raises a ValueError naming the divergence when no fit ends finite.
     """
     seeds = check_random_state(estimator.random_state).randint(
         np.iinfo(np.int32).max, size=estimator.n_init
     )
-    jobs = [(int(seed), candidate) for seed in seeds for candidate in candidates]
-    losses = np.full((len(seeds), len(candidates)), math.inf)
-    best, best_net, error = None, None, None
-    fits = _fits(estimator, jobs, X, y)
-    try:
-        for index, result in enumerate(fits):
-            i, j = divmod(index, len(candidates))
-            if isinstance(result, DivergenceError):
-                error = result
-                continue
-            losses[i, j] = _final_loss(result)
-            if best is None or losses[i, j] < losses[best]:
-                best, best_net = (i, j), result
-            del result  # a losing fit's memory, before the next one
-    finally:  # on an error, stop the fits still running
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # joblib's note that it did
-            fits.close()
-    if best is None:
-        raise diverged(estimator, error)
-    i, j = best
-    return BestFit(best_net, candidates[j], losses.min(axis=1), i, list(losses[i]))
+    n = len(candidates)
+    trial = max(1, estimator.max_epochs // 2) if n > 1 else None
+    jobs = [(int(seed), c, trial) for seed in seeds for c in candidates]
+    fits = _run(estimator, fit_candidate, jobs, X, y)
+    fits, picks, trial_losses = _best_of_groups(fits, len(seeds), n)
+    paused = [k for k, fit in enumerate(fits) if isinstance(fit, Paused)]
+    if paused:
+        ends = _run(estimator, resume, [(fits[k],) for k in paused], X, y)
+        for k, end in zip(paused, _best_of_groups(ends, len(paused), 1)[0]):
+            fits[k] = end
+    init_losses = np.array([_loss(fit) for fit in fits])
+    best = int(np.argmin(init_losses))
+    if not math.isfinite(init_losses[best]):
+        raise diverged(estimator, fits[-1])
+    return BestFit(
+        fits[best], candidates[picks[best]], init_losses, best, list(trial_losses[best])
+    )
 
 
 def diverged(estimator, exc):
