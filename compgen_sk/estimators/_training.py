@@ -1,10 +1,11 @@
 """Training: one fit from a seed, and the best of several, as KMeans keeps its best.
 
-:func:`fit_best` fits every candidate (each of ``n_init`` seeds with each decoder
-the estimator tries) and keeps the one with the lowest final training loss;
-:func:`fit_candidate` is one such fit, a pure function of its seed. The skorch
-net of a fit comes from :func:`make_net`, with the default training control of
-:func:`training_callbacks`.
+:func:`fit_best` fits from each of ``n_init`` seeds and keeps the fit with the
+lowest final training loss; where the estimator tries several decoders, each
+seed's candidates first have a trial of half the epochs, and only the best one
+trains on (:func:`resume`). :func:`fit_candidate` is one fit, a pure function
+of its seed. The skorch net of a fit comes from :func:`make_net`, with the
+default training control of :func:`training_callbacks`.
 """
 
 from __future__ import annotations
