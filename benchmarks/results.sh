@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every command of the Results page (docs/results.rst), one after another; each
 # one's output goes to OUT/<name>.log (and its CSVs and figures to OUT/<name>/).
-#   bash benchmarks/results.sh [OUT]        # about 3.5 hours on 2 CPU cores
+#   bash benchmarks/results.sh [OUT]        # about 4 hours on 2 CPU cores
 # The thread-policy table (bench_parallel.py) times work beside a busy process:
 # run it last, on a machine with nothing else running.
 set -uo pipefail
@@ -38,6 +38,7 @@ run shared $bench --datasets sprites-l16 twin-balls balls --csv "$out/shared.csv
 run renderers $bench --datasets balls sprites-l16 digits --csv "$out/renderers.csv" \
     --params 'decoder__renderer="mlp"'
 run consistency python benchmarks/bench_sprites.py --csv "$out/consistency.csv"
+run search-budget python benchmarks/bench_search_budget.py --n-jobs 2
 for epochs in 80 160; do
     run "sprites-$epochs" compgen-sk compare --dataset sprites --seeds 0 --epochs "$epochs" \
         --no-progress --out "$out/sprites-$epochs" \
