@@ -426,7 +426,8 @@ def test_candidates_fitted_side_by_side_equal_those_fitted_in_turn():
         in_turn = _fit(GenerativeInverter(**params, n_jobs=1, callbacks=callbacks), X)
         side_by_side = GenerativeInverter(**params, n_jobs=2, callbacks=callbacks)
         _fit(side_by_side, X)
-    # Four candidates in two worker processes, each with one of the two cores.
+    # Four trials, then the two restarts' kept candidates, in two worker
+    # processes, each with one of the two cores.
     assert in_turn.net_.history[-1, "pid"] == os.getpid()
     assert side_by_side.net_.history[-1, "pid"] != os.getpid()
     assert in_turn.net_.history[:, "threads"] == [1, 1, 1]
