@@ -289,7 +289,7 @@ class BestFit:
     candidate: object
     init_losses: np.ndarray  # (n_init,): each seed's final loss
     best_init: int
-    candidate_losses: list  # each candidate's trial loss for the kept seed
+    candidate_losses: list | None  # each candidate's trial loss for the kept seed
 
 
 def _run(estimator, function, jobs, X, y):
@@ -364,19 +364,33 @@ def fit_best(estimator, candidates, X, y=None):
     trial = max(1, estimator.max_epochs // 2) if n > 1 else None
     jobs = [(int(seed), c, trial) for seed in seeds for c in candidates]
     fits = _run(estimator, fit_candidate, jobs, X, y)
-    fits, picks, trial_losses = _best_of_groups(fits, len(seeds), n)
-    paused = [k for k, fit in enumerate(fits) if isinstance(fit, Paused)]
-    if paused:
-        ends = _run(estimator, resume, [(fits[k],) for k in paused], X, y)
-        for k, end in zip(paused, _best_of_groups(ends, len(paused), 1)[0]):
-            fits[k] = end
-    init_losses = np.array([_loss(fit) for fit in fits])
-    best = int(np.argmin(init_losses))
-    if not math.isfinite(init_losses[best]):
-        raise diverged(estimator, fits[-1])
+    picks, trial_losses = [0] * len(seeds), None
+    if n > 1:
+        # Each seed's best trial, trained on to its end.
+        fits, picks, trial_losses = _best_of_groups(fits, len(seeds), n)
+        fits = _resumed(estimator, fits, X, y)
+    # The best seed; only the best so far is held, as the fits arrive.
+    (fit,), (best,), losses = _best_of_groups(fits, 1, len(seeds))
+    if not math.isfinite(losses[0, best]):
+        raise diverged(estimator, fit)
     return BestFit(
-        fits[best], candidates[picks[best]], init_losses, best, list(trial_losses[best])
+        fit,
+        candidates[picks[best]],
+        losses[0],
+        best,
+        None if trial_losses is None else list(trial_losses[best]),
     )
+
+
+def _resumed(estimator, fits, X, y):
+    """``fits`` in order, each :class:`Paused` one trained to its end (side by
+    side in workers, as :func:`_run` runs them)."""
+    ends = _run(estimator, resume, [(f,) for f in fits if isinstance(f, Paused)], X, y)
+    try:
+        for fit in fits:
+            yield next(ends) if isinstance(fit, Paused) else fit
+    finally:
+        ends.close()
 
 
 def diverged(estimator, exc):
