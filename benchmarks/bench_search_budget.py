@@ -46,7 +46,6 @@ def run(name, seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(data[0])
-    one_kind = name in ("twin-balls", "sprites-l16", "sprites-d32")
     rows = []
     for label, budget in BUDGETS.items():
         searcher = with_search(
@@ -55,9 +54,7 @@ def run(name, seed):
         start = time.perf_counter()
         searcher.transform(data[2])
         ms = 1000 * (time.perf_counter() - start) / len(data[2])
-        scores = bt.evaluate(
-            searcher, data, n_slots, seed, "per_sample" if one_kind else "global"
-        )
+        scores = bt.evaluate(searcher, data, n_slots, seed, bt.slot_matching(name))
         rows.append(
             dict(
                 dataset=name,

@@ -157,6 +157,13 @@ def _r2(X, X_hat):
     return 1 - sse / ((X - X.mean(axis=0)) ** 2).sum()
 
 
+def slot_matching(name):
+    """How a data set's slots are matched to its objects: per image where the
+    objects are of one kind, else once for the whole data set."""
+    one_kind = name in ("twin-balls", "sprites-l16", "sprites-d32")
+    return "per_sample" if one_kind else "global"
+
+
 def evaluate(estimator, data, n_slots, seed, matching):
     """Scores from one ``transform`` of N_EVAL training, the test and OOD images:
     reconstruction R², and slot identifiability with MLP readouts."""
@@ -230,10 +237,7 @@ def run(name, seed, device="cpu", partial=None, params=None, generator_params=No
             getattr(estimator, "renderer_losses_", None) or {}
         ).items():
             row[f"loss_{renderer}"] = loss  # what "auto" compared
-        # Objects of one kind are matched to slots per image.
-        one_kind = name in ("twin-balls", "sprites-l16", "sprites-d32")
-        matching = "per_sample" if one_kind else "global"
-        row.update(evaluate(estimator, data, n_slots, seed, matching))
+        row.update(evaluate(estimator, data, n_slots, seed, slot_matching(name)))
         rows.append(row)
 
     for label, make in (
