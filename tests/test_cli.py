@@ -20,7 +20,13 @@ from compgen_sk.app.compare import (
     summarize,
 )
 from compgen_sk.app.methods import METHODS, RENDERER, Method, generator, with_search
-from compgen_sk.app.settings import DATASETS, SLOT_DIMS, Settings, check_settings
+from compgen_sk.app.settings import (
+    DATASETS,
+    GPU_COMMANDS,
+    SLOT_DIMS,
+    Settings,
+    check_settings,
+)
 from compgen_sk.datasets import make_additive
 
 FAST = [
@@ -601,4 +607,20 @@ def test_sprites_comparison_matches_objects_per_sample():
     )
     assert any("matched to objects per sample" in line for line in lines)
     assert any("--image-size 64" in line for line in lines)
+    assert len(results) == 1
+
+
+def test_object_scenes_comparison_prints_its_gpu_run():
+    settings = Settings(
+        dataset="objects", n_samples=240, image_size=16, epochs=1, seeds=(0,),
+        search_steps=2, progress=False,
+    )  # fmt: skip
+    lines = []
+    results = run_comparison(
+        settings, methods=("generative-encoder",), log=lines.append
+    )
+    gpu = [line for line in lines if line.startswith("At 64 px on a GPU")]
+    assert gpu == [f"At 64 px on a GPU: {GPU_COMMANDS['objects']}"]
+    assert "--dataset objects --image-size 64" in gpu[0]
+    assert not any("matched to objects per sample" in line for line in lines)
     assert len(results) == 1

@@ -27,9 +27,9 @@ from ..probe import SlotProbe
 from .methods import METHODS, generator
 from .settings import (
     DATASETS,
+    GPU_COMMANDS,
     OUTPUT_FILES,
     SLOT_DIMS,
-    SPRITES_64PX,
     Settings,
     check_settings,
 )
@@ -201,9 +201,10 @@ def run_seed(settings, seed, log):
         log(
             "Objects of one kind: slots are matched to objects per sample; the "
             "additive generator renders all slots with one shared renderer and "
-            "adds compositional consistency after a third of the epochs. "
-            f"At 64 px on a GPU: {SPRITES_64PX}"
+            "adds compositional consistency after a third of the epochs."
         )
+    if settings.dataset in GPU_COMMANDS and seed == settings.seeds[0]:
+        log(f"At 64 px on a GPU: {GPU_COMMANDS[settings.dataset]}")
     largest = max(settings.n_train or (0,))
     if largest > len(split.X_train):  # before any training
         raise ValueError(

@@ -166,11 +166,19 @@ _SETTINGS_CONSTRAINTS = {
     "progress": ["boolean"],
     "generator_params": [dict],
 }
-#: The sprites setting of Wiedemer et al. (64 px, 300 epochs), for a GPU.
-SPRITES_64PX = (
-    "compgen-sk compare --dataset sprites --image-size 64 --slot-dim 6 "
-    "--epochs 300 --n-samples 20000 --device cuda"
-)
+#: The 64 px runs for a GPU that a comparison prints, by data set: the
+#: sprites setting of Wiedemer et al. (300 epochs) and object scenes at the
+#: size of the paper's PUG splits (about 20,000 images).
+GPU_COMMANDS = {
+    "sprites": (
+        "compgen-sk compare --dataset sprites --image-size 64 --slot-dim 6 "
+        "--epochs 300 --n-samples 20000 --device cuda"
+    ),
+    "objects": (
+        "compgen-sk compare --dataset objects --image-size 64 --epochs 200 "
+        "--n-samples 20000 --device cuda"
+    ),
+}
 #: Files that a comparison writes into its output folder.
 OUTPUT_FILES = (
     "results.csv",
