@@ -188,6 +188,7 @@ def main(argv=None):
         ("object scenes: concepts", out / "objects", concept_table),
         ("object scenes: where each identity lives", out / "object-slots.log", _log),
         ("object scenes at 16 px", out / "object-slots-16.log", _log),
+        ("object scenes: background drawn apart", out / "object-background.log", _log),
         ("sprites-l16, shared + consistency", out / "sprites-l16.csv", training_table),
         ("shared renderer", out / "shared.csv", training_table),
         ("consistency and restarts", out / "consistency.csv", consistency_table),
