@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every command of the Results page (docs/results.rst), one after another; each
 # one's output goes to OUT/<name>.log (and its CSVs and figures to OUT/<name>/).
-#   bash benchmarks/results.sh [OUT]        # about 4.5 hours on 2 CPU cores
+#   bash benchmarks/results.sh [OUT]        # about 5 hours on 2 CPU cores
 # The thread-policy table (bench_parallel.py) times work beside a busy process:
 # run it last, on a machine with nothing else running.
 set -uo pipefail
@@ -31,7 +31,9 @@ run data-efficiency compgen-sk compare --no-progress --out "$out/data-efficiency
 run objects compgen-sk compare --dataset objects --no-progress --out "$out/objects"
 run object-slots python benchmarks/bench_object_slots.py --decoders mlp broadcast masked
 run object-slots-16 python benchmarks/bench_object_slots.py --decoders mlp masked transformer --image-size 16
-run object-background python benchmarks/bench_object_background.py --n-jobs 2
+run object-background python benchmarks/bench_object_background.py --n-jobs 3
+run object-background-40 python benchmarks/bench_object_background.py --n-jobs 3 --epochs 40
+run object-background-estimator python benchmarks/bench_object_background.py --n-jobs 3 --estimator
 run sprites-l16 $bench --datasets sprites-l16 --csv "$out/sprites-l16.csv" \
     --generator-params 'decoder=AdditiveDecoder(shared=True), consistency_weight=0.1, consistency_warmup=25'
 run shared $bench --datasets sprites-l16 twin-balls balls --csv "$out/shared.csv" \

@@ -189,6 +189,8 @@ def main(argv=None):
         ("object scenes: where each identity lives", out / "object-slots.log", _log),
         ("object scenes at 16 px", out / "object-slots-16.log", _log),
         ("object scenes: background drawn apart", out / "object-background.log", _log),
+        ("the same, 40 epochs", out / "object-background-40.log", _log),
+        ("the same, as an estimator", out / "object-background-estimator.log", _log),
         ("sprites-l16, shared + consistency", out / "sprites-l16.csv", training_table),
         ("shared renderer", out / "shared.csv", training_table),
         ("consistency and restarts", out / "consistency.csv", consistency_table),

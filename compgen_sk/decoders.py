@@ -262,6 +262,12 @@ class MaskedDecoder(BaseDecoder):
         One renderer for every slot (the slots are exchangeable, and
         recombined scenes draw every slot from all slots) instead of one per
         slot.
+    background : {{"mlp", "conv", "broadcast"}} or None, default=None
+        Slot 0 is a background, drawn by a renderer of this kind (with its
+        default widths) over the whole image, behind the other slots: they
+        cover it where their masks say, it covers nothing. For objects in front
+        of a scene (:ref:`decoder-occlusion`); slot 0 then plays its own role,
+        so the slots are not exchangeable. None: every slot is drawn alike.
     {hidden}
 
     Examples
@@ -269,23 +275,27 @@ class MaskedDecoder(BaseDecoder):
     >>> from compgen_sk import MaskedDecoder
     >>> MaskedDecoder(renderer="broadcast").exchangeable_slots
     True
+    >>> MaskedDecoder("conv", background="mlp").exchangeable_slots
+    False
     """
 
     has_renderer = True
     _parameter_constraints: dict = {
         "renderer": _RENDERER_OPTIONS,
         "shared": ["boolean"],
+        "background": [StrOptions(set(RENDERERS)), None],
         "hidden": _HIDDEN,
     }
 
-    def __init__(self, renderer="auto", *, shared=True, hidden=None):
+    def __init__(self, renderer="auto", *, shared=True, background=None, hidden=None):
         self.renderer = renderer
         self.shared = shared
+        self.background = background
         self.hidden = hidden
 
     @property
     def exchangeable_slots(self):
-        return bool(self.shared)
+        return bool(self.shared) and self.background is None
 
     def _module(self, n_slots, slot_dim, output_shape):
         return MaskedDecoderModule(
@@ -294,6 +304,7 @@ class MaskedDecoder(BaseDecoder):
             output_shape,
             shared=self.shared,
             renderer=self.renderer,
+            background=self.background,
             **self._renderer_params(),
         )
 

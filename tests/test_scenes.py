@@ -5,6 +5,7 @@ import socket
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from compgen_sk import (
     GenerativeInverter,
@@ -177,8 +178,9 @@ def test_identities_are_readable_from_the_pixels(scenes):
     [
         TransformerDecoder(embed_dim=16, n_layers=1, interaction_penalty=0.05),
         MaskedDecoder("broadcast", shared=False),
+        MaskedDecoder("conv", background="mlp"),
     ],
-    ids=["transformer-with-penalty", "masked"],
+    ids=["transformer-with-penalty", "masked", "masked-with-background"],
 )
 def test_occluding_models_fit_search_and_replay_on_scenes(scenes, decoder):
     """The models for occluding objects run end to end on the scenes: fit, search
@@ -207,3 +209,40 @@ def test_occluding_models_fit_search_and_replay_on_scenes(scenes, decoder):
     probe = SlotProbe(random_state=0).fit(generator.transform(X), y)
     scores = probe.concept_scores(generator.transform(X_ood), y_ood)
     assert set(dict(scores)) == set(y)
+
+
+def test_a_background_slot_is_drawn_behind_the_others():
+    """With ``background``, slot 0 is drawn over the whole image, has no mask
+    logit of its own, and shows wherever the other slots' masks are low."""
+    module = MaskedDecoder("conv", background="mlp").build(3, 4, (3, 16, 16))
+    z = torch.randn(5, 3, 4)
+    content, masks = module.contents_and_masks(z)
+    assert content.shape == (5, 3, 3, 16, 16) and masks.shape == (5, 3, 1, 16, 16)
+    torch.testing.assert_close(masks.sum(dim=1), torch.ones(5, 1, 16, 16))
+    torch.testing.assert_close(content[:, 0], module.background(z[:, 0]))
+    torch.testing.assert_close(module(z), (content * masks).sum(dim=1))
+    # Slot 0's mask logit is a fixed 0: its mask is 1 / (1 + sum exp(logits)).
+    logits = module.slots(z[:, 1:])[:, :, -1:]
+    expected = 1 / (1 + logits.exp().sum(dim=1))
+    torch.testing.assert_close(masks[:, 0], expected)
+    # Slot 0 changes only the background; the objects' contents ignore it.
+    moved = z.clone()
+    moved[:, 0] += 1.0
+    moved_content, moved_masks = module.contents_and_masks(moved)
+    torch.testing.assert_close(moved_content[:, 1:], content[:, 1:])
+    torch.testing.assert_close(moved_masks, masks)
+    assert not MaskedDecoder("conv", background="mlp").exchangeable_slots
+
+
+def test_a_background_slot_needs_another_slot_and_a_known_renderer():
+    with pytest.raises(ValueError, match="n_slots >= 2"):
+        MaskedDecoder("conv", background="mlp").build(1, 4, (3, 16, 16))
+    with pytest.raises(ValueError, match="background"):
+        MaskedDecoder("conv", background="photo").candidates((3, 16, 16))
+    X = make_object_scenes(40, image_size=16, random_state=0).images
+    model = GenerativeInverter(
+        n_slots=1, slot_dim=4, decoder=MaskedDecoder("conv", background="mlp"),
+        max_epochs=1,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="n_slots >= 2"):
+        model.fit(X)

@@ -326,6 +326,11 @@ class MaskedDecoderModule(nn.Module):
     renderer : {"mlp", "conv", "broadcast"}, default="mlp"
         Network that renders each slot: :class:`MLPRenderer` (any output),
         :class:`ConvRenderer` or :class:`BroadcastRenderer` (images only).
+    background : {"mlp", "conv", "broadcast"} or None, default=None
+        Slot 0 is a background drawn by a renderer of this kind (with its
+        default widths) over the whole output, behind the other slots: it
+        has no mask logit of its own (a fixed 0), so each other slot covers it
+        where its mask logit is high. Needs two slots or more.
     **renderer_params
         Passed to the renderer (``hidden``).
     """
@@ -337,6 +342,7 @@ class MaskedDecoderModule(nn.Module):
         output_shape,
         shared=True,
         renderer="mlp",
+        background=None,
         **renderer_params,
     ):
         super().__init__()
@@ -346,6 +352,16 @@ class MaskedDecoderModule(nn.Module):
             rendered = (channels + 1, height, width)
         else:
             rendered = (2, *output_shape)
+        if background is None:
+            self.background = None
+        elif n_slots < 2:
+            raise ValueError(
+                f"A background slot needs n_slots >= 2 (one background, then "
+                f"objects); got n_slots={n_slots}."
+            )
+        else:
+            self.background = make_renderer(slot_dim, output_shape, background)
+            n_slots -= 1
         self.slots = _PerSlotRenderers(
             n_slots, slot_dim, rendered, shared, renderer=renderer, **renderer_params
         )
@@ -356,9 +372,16 @@ class MaskedDecoderModule(nn.Module):
         Contents have shape ``(n, K, *output_shape)``; masks ``(n, K, 1, H, W)``
         for images and ``(n, K, D)`` for vectors.
         """
-        rendered = self.slots(z)  # (n, K, C + 1, H, W) or (n, K, 2, D)
-        content = rendered[:, :, :-1]
-        masks = torch.softmax(rendered[:, :, -1:], dim=1)
+        if self.background is None:
+            rendered = self.slots(z)  # (n, K, C + 1, H, W) or (n, K, 2, D)
+            content, logits = rendered[:, :, :-1], rendered[:, :, -1:]
+        else:
+            rendered = self.slots(z[:, 1:])
+            content, logits = rendered[:, :, :-1], rendered[:, :, -1:]
+            behind = self.background(z[:, 0]).view(-1, 1, *content.shape[2:])
+            content = torch.cat([behind, content], dim=1)
+            logits = torch.cat([torch.zeros_like(logits[:, :1]), logits], dim=1)
+        masks = torch.softmax(logits, dim=1)
         if len(self.output_shape) == 1:
             content, masks = content.squeeze(2), masks.squeeze(2)
         return content, masks
