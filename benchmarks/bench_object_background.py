@@ -34,7 +34,7 @@ SIZE = 32
 
 
 def fit_estimator(X, seed, epochs):
-    """The decoder as an estimator: the fitted encoder and decoder modules."""
+    """The decoder as a :class:`~compgen_sk.GenerativeInverter` fitted on X."""
     import warnings
 
     from compgen_sk import GenerativeInverter, MaskedDecoder
@@ -48,7 +48,7 @@ def fit_estimator(X, seed, epochs):
         random_state=seed,
     )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # not converged at 40 epochs
+        warnings.simplefilter("ignore")  # "not converged": the loss still falls
         model.fit(X)
     return model
 

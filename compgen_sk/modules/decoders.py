@@ -372,12 +372,10 @@ class MaskedDecoderModule(nn.Module):
         Contents have shape ``(n, K, *output_shape)``; masks ``(n, K, 1, H, W)``
         for images and ``(n, K, D)`` for vectors.
         """
-        if self.background is None:
-            rendered = self.slots(z)  # (n, K, C + 1, H, W) or (n, K, 2, D)
-            content, logits = rendered[:, :, :-1], rendered[:, :, -1:]
-        else:
-            rendered = self.slots(z[:, 1:])
-            content, logits = rendered[:, :, :-1], rendered[:, :, -1:]
+        drawn = z if self.background is None else z[:, 1:]
+        rendered = self.slots(drawn)  # (n, drawn slots, C + 1, H, W) or (.., 2, D)
+        content, logits = rendered[:, :, :-1], rendered[:, :, -1:]
+        if self.background is not None:
             behind = self.background(z[:, 0]).view(-1, 1, *content.shape[2:])
             content = torch.cat([behind, content], dim=1)
             logits = torch.cat([torch.zeros_like(logits[:, :1]), logits], dim=1)
