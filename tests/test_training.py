@@ -845,6 +845,16 @@ def test_learning_rate_halves_on_a_plateau_whatever_tol():
     assert lrs[0] == lrs[1]
 
 
+def test_a_default_callback_named_with_none_is_switched_off():
+    X = np.ones((64, 6), dtype=np.float32)  # a plateau from the start
+    est = _fit_quietly(
+        _baseline(max_epochs=12, tol=None, callbacks=[("lr_plateau", None)]), X
+    )
+    assert "lr_plateau" not in dict(est.net_.callbacks_)
+    assert est.net_.optimizer_.param_groups[0]["lr"] == est.lr
+    assert est.get_params()["callbacks"] == [("lr_plateau", None)]
+
+
 @pytest.mark.parametrize(
     "param, value, message",
     [

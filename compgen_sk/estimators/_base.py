@@ -421,7 +421,8 @@ default="adamw"
         E.g. ``[ProgressBar()]``; copied before use. A ``(name, callback)``
         pair under a default's name (``"lr_plateau"``,
         ``"gradient_clipping"``, ``"divergence"``, ``"plateau_stopping"``)
-        replaces that default.
+        replaces that default; ``(name, None)`` switches it off, e.g.
+        ``[("lr_plateau", None)]`` keeps the learning rate constant.
     random_state : int, RandomState instance or None, default=None
         Seeds initialization, shuffling and every random draw of ``fit``;
         the same int on CPU with the same ``n_jobs`` gives the same result.

@@ -73,6 +73,8 @@ def check_callbacks(estimator):
                     f"pairs; got the tuple {item!r}."
                 )
             callback = item[1]
+            if callback is None:  # a default switched off, as in skorch
+                continue
         if not (
             isinstance(callback, Callback)
             or (isinstance(callback, type) and issubclass(callback, Callback))
@@ -109,7 +111,7 @@ def training_callbacks(estimator, schedules=()):
     fit then raises) and, unless ``tol=None``, ``"plateau_stopping"`` (stop
     after ``n_iter_no_change`` epochs without a ``tol`` improvement). A user
     callback under one of these names, as a ``(name, callback)`` pair,
-    replaces the default."""
+    replaces the default; ``(name, None)`` switches it off."""
     user = copy.deepcopy(estimator.callbacks) or []
     names = {item[0] for item in user if isinstance(item, tuple)}
     defaults = [
