@@ -34,6 +34,7 @@ run object-slots-16 python benchmarks/bench_object_slots.py --decoders mlp maske
 run object-background python benchmarks/bench_object_background.py --n-jobs 3
 run object-background-40 python benchmarks/bench_object_background.py --n-jobs 3 --epochs 40
 run object-background-estimator python benchmarks/bench_object_background.py --n-jobs 3 --estimator
+run object-background-as-loop python benchmarks/bench_object_background.py --n-jobs 3 --estimator --as-loop
 run sprites-l16 $bench --datasets sprites-l16 --csv "$out/sprites-l16.csv" \
     --generator-params 'decoder=AdditiveDecoder(shared=True), consistency_weight=0.1, consistency_warmup=25'
 run shared $bench --datasets sprites-l16 twin-balls balls --csv "$out/shared.csv" \

@@ -191,6 +191,7 @@ def main(argv=None):
         ("object scenes: background drawn apart", out / "object-background.log", _log),
         ("the same, 40 epochs", out / "object-background-40.log", _log),
         ("the same, as an estimator", out / "object-background-estimator.log", _log),
+        ("estimator as the loop", out / "object-background-as-loop.log", _log),
         ("sprites-l16, shared + consistency", out / "sprites-l16.csv", training_table),
         ("shared renderer", out / "shared.csv", training_table),
         ("consistency and restarts", out / "consistency.csv", consistency_table),

@@ -19,7 +19,14 @@ from compgen_sk.app.compare import (
     run_comparison,
     summarize,
 )
-from compgen_sk.app.methods import METHODS, RENDERER, Method, generator, with_search
+from compgen_sk.app.methods import (
+    METHODS,
+    OCCLUSION,
+    RENDERER,
+    Method,
+    generator,
+    with_search,
+)
 from compgen_sk.app.settings import (
     DATASETS,
     GPU_COMMANDS,
@@ -610,17 +617,27 @@ def test_sprites_comparison_matches_objects_per_sample():
     assert len(results) == 1
 
 
-def test_object_scenes_comparison_prints_its_gpu_run():
+def test_object_scenes_comparison_draws_the_background_apart():
     settings = Settings(
         dataset="objects", n_samples=240, image_size=16, epochs=1, seeds=(0,),
         search_steps=2, progress=False,
     )  # fmt: skip
     lines = []
     results = run_comparison(
-        settings, methods=("generative-encoder",), log=lines.append
+        settings, methods=("generative-encoder", "replay-search"), log=lines.append
     )
     gpu = [line for line in lines if line.startswith("At 64 px on a GPU")]
     assert gpu == [f"At 64 px on a GPU: {GPU_COMMANDS['objects']}"]
     assert "--dataset objects --image-size 64" in gpu[0]
     assert not any("matched to objects per sample" in line for line in lines)
-    assert len(results) == 1
+    assert sum("draws the background from slot 0" in line for line in lines) == 1
+    assert len(results) == 2 and results["ood_score"].notna().all()
+    # The generator is the occlusion recipe, unless generator_params say otherwise.
+    comparison = Comparison(settings, load_split(settings, 0), 0)
+    fitted, _ = generator(comparison)
+    assert fitted.decoder.get_params() == OCCLUSION["decoder"].get_params()
+    assert fitted.decoder is not OCCLUSION["decoder"]  # the registry's stays unfitted
+    assert fitted.kl_weight == 0.05 and not fitted.decoder.exchangeable_slots
+    own = Settings(**{**vars(settings), "generator_params": {"kl_weight": 0.1}})
+    fitted, _ = generator(Comparison(own, load_split(own, 0), 0))
+    assert fitted.kl_weight == 0.1 and fitted.decoder.background == "mlp"

@@ -24,7 +24,7 @@ from skorch.callbacks import ProgressBar
 
 from .._torch import n_cores, resolve_device
 from ..probe import SlotProbe
-from .methods import METHODS, generator
+from .methods import BACKGROUND_DATASETS, METHODS, generator
 from .settings import (
     DATASETS,
     GPU_COMMANDS,
@@ -202,6 +202,12 @@ def run_seed(settings, seed, log):
             "Objects of one kind: slots are matched to objects per sample; the "
             "additive generator renders all slots with one shared renderer and "
             "adds compositional consistency after a third of the epochs."
+        )
+    if settings.dataset in BACKGROUND_DATASETS and seed == settings.seeds[0]:
+        log(
+            "An object in front of a background: the generator draws the "
+            "background from slot 0 and the object from slot 1 with a mask "
+            "over it, in a VAE."
         )
     if settings.dataset in GPU_COMMANDS and seed == settings.seeds[0]:
         log(f"At 64 px on a GPU: {GPU_COMMANDS[settings.dataset]}")
