@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every command of the Results page (docs/results.rst), one after another; each
 # one's output goes to OUT/<name>.log (and its CSVs and figures to OUT/<name>/).
-#   bash benchmarks/results.sh [OUT]        # about 5 hours on 2 CPU cores
+#   bash benchmarks/results.sh [OUT]        # about 6 hours on 2 CPU cores
 # The thread-policy table (bench_parallel.py) times work beside a busy process:
 # run it last, on a machine with nothing else running.
 set -uo pipefail
