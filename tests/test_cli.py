@@ -597,7 +597,7 @@ def test_sprites_comparison_matches_objects_per_sample():
         progress=False,
     )
     split = load_split(settings, 0)
-    assert split.exchangeable
+    assert split.exchangeable and not split.background
     assert not load_split(Settings(dataset="additive", n_samples=200), 0).exchangeable
     fitted, _ = generator(Comparison(settings, split, 0))
     assert fitted.decoder.get_params() == (
@@ -633,7 +633,9 @@ def test_object_scenes_comparison_draws_the_background_apart():
     assert sum("draws the background from slot 0" in line for line in lines) == 1
     assert len(results) == 2 and results["ood_score"].notna().all()
     # The generator is the occlusion recipe, unless generator_params say otherwise.
-    comparison = Comparison(settings, load_split(settings, 0), 0)
+    split = load_split(settings, 0)
+    assert split.background and not split.exchangeable
+    comparison = Comparison(settings, split, 0)
     fitted, _ = generator(comparison)
     assert fitted.decoder.get_params() == OCCLUSION["decoder"].get_params()
     assert fitted.decoder is not OCCLUSION["decoder"]  # the registry's stays unfitted

@@ -137,6 +137,8 @@ def test_bunch_has_documented_shapes_dtypes_and_columns(name):
     assert bunch.ood.dtype == np.bool_ and bunch.ood.shape == (n,)
     assert bunch.combination.dtype == np.int64 and bunch.combination.shape == (n,)
     assert isinstance(bunch.exchangeable_slots, bool)
+    # No object of these data occludes a background.
+    assert bunch.background_slot is False
     assert isinstance(bunch.DESCR, str) and bunch.DESCR
 
 
@@ -793,6 +795,7 @@ def test_load_pug_reads_every_image_resized_with_its_labels(pug_root):
     assert bunch.ood.dtype == np.bool_
     # An animal and a background are slots with roles, not exchangeable.
     assert bunch.exchangeable_slots is False
+    assert bunch.background_slot is True  # the animal is in front of it
     assert bunch.concepts.attrs == {}
 
 

@@ -49,6 +49,8 @@ def test_bunch_shapes_dtypes_and_concept_table(scenes):
         assert isinstance(scenes.concepts[column].dtype, pd.CategoricalDtype)
         assert len(scenes.concepts[column].cat.categories) == 8
     assert scenes.exchangeable_slots is False
+    # The last true slot is the background the object occludes.
+    assert scenes.background_slot is True
     assert scenes.held_out.shape == (len(OBJECTS), len(BACKGROUNDS))
     # The latents hold the concepts: identities as indices, then the pose.
     codes = scenes.concepts["object_identity"].cat.codes.to_numpy()

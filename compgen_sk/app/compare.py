@@ -24,7 +24,7 @@ from skorch.callbacks import ProgressBar
 
 from .._torch import n_cores, resolve_device
 from ..probe import SlotProbe
-from .methods import BACKGROUND_DATASETS, METHODS, generator
+from .methods import METHODS, generator
 from .settings import (
     DATASETS,
     GPU_COMMANDS,
@@ -47,6 +47,7 @@ class Split:
     y_ood: pd.DataFrame
     n_slots: int
     exchangeable: bool
+    background: bool
     description: str
 
 
@@ -75,6 +76,7 @@ def load_split(settings, seed):
         concepts.iloc[ood].reset_index(drop=True),
         bunch.latents.shape[1],
         bunch.exchangeable_slots,
+        bunch.background_slot,
         bunch.DESCR,
     )
 
@@ -205,7 +207,7 @@ def run_seed(settings, seed, log):
                 "renderer and adds compositional consistency after a third of "
                 "the epochs."
             )
-        if settings.dataset in BACKGROUND_DATASETS:
+        if split.background:
             log(
                 "An object in front of a background: the generator draws the "
                 "background from slot 0 and the object from slot 1 with a mask "

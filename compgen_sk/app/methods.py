@@ -20,11 +20,10 @@ from ..search import GradientSearch
 #: tables were measured with (on content at fixed places, such as digits in
 #: cells, it is the one that the candidates ``"auto"`` fits would keep).
 RENDERER = "mlp"
-#: Data sets whose scenes show an object in front of a photographed background.
-BACKGROUND_DATASETS = ("objects", "pug")
-#: Their generator: slot 0 draws the background over the whole frame, slot 1
-#: the object with a mask over it, in a VAE (the decoder guide's occlusion
-#: recipe). Without it every slot holds the background.
+#: The generator for objects in front of a background (data whose Bunch says
+#: ``background_slot``): slot 0 draws the background over the whole frame,
+#: slot 1 the object with a mask over it, in a VAE (the decoder guide's
+#: occlusion recipe). Without it every slot holds the background.
 OCCLUSION = {
     "decoder": MaskedDecoder("conv", background="mlp"),
     "kl_weight": 0.05,
@@ -85,10 +84,10 @@ def generator(c):
     an additive decoder; for objects of one kind (exchangeable slots) one
     renderer shared by the slots and compositional consistency after a third
     of the epochs, as Wiedemer et al. train theirs; for an object in front of
-    a background, :data:`OCCLUSION`."""
+    a background (a background slot), :data:`OCCLUSION`."""
     s = c.settings
     params = {"decoder": AdditiveDecoder(RENDERER, shared=c.split.exchangeable)}
-    if s.dataset in BACKGROUND_DATASETS:
+    if c.split.background:
         params = copy.deepcopy(OCCLUSION)
     elif c.split.exchangeable:
         params.update(consistency_weight=1.0, consistency_warmup=s.epochs // 3)

@@ -5,7 +5,9 @@ Every loader returns a :class:`~sklearn.utils.Bunch` in the manner of
 ``concepts`` table (one column per slot and concept), an ``ood`` mask, the id of
 each sample's slot-value ``combination``, and ``exchangeable_slots``: whether the
 true slots are objects of one kind in no fixed order (two sprites), whose slots
-are matched to objects per sample (``SlotProbe(matching="per_sample")``).
+are matched to objects per sample (``SlotProbe(matching="per_sample")``), and
+``background_slot``: whether the last true slot is a background that the objects
+in front of it occlude.
 """
 
 from ._additive import make_additive

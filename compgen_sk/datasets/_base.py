@@ -18,6 +18,7 @@ def build_bunch(
     descr,
     return_X_y,
     exchangeable=False,
+    background=False,
     **extra,
 ):
     """Assemble the dataset Bunch, or ``(X, latents)`` with ``return_X_y``.
@@ -28,6 +29,8 @@ def build_bunch(
     ``exchangeable`` says that the true slots are objects of one kind in no
     fixed order (the Bunch's ``exchangeable_slots``): slots are then matched
     to objects per sample (``SlotProbe(matching="per_sample")``).
+    ``background`` says that the last true slot is a background that the
+    objects in front of it occlude (the Bunch's ``background_slot``).
     """
     if images is not None:
         if not isinstance(images, np.memmap):  # a cache on disk stays there
@@ -46,6 +49,7 @@ def build_bunch(
         ood=np.asarray(ood, dtype=bool),
         combination=np.asarray(combination, dtype=np.int64),
         exchangeable_slots=bool(exchangeable),
+        background_slot=bool(background),
         DESCR=descr,
         **extra,
     )

@@ -188,7 +188,9 @@ def load_pug(
         holding the animal and background indices into ``animal_names`` and
         ``background_names``; ``latent_names``; ``concepts`` with categorical
         columns ``"animal_class"`` and ``"background_class"``; ``ood``;
-        ``combination``; ``frame`` (the selected CSV rows); ``DESCR``.
+        ``combination``; ``frame`` (the selected CSV rows);
+        ``exchangeable_slots`` (False); ``background_slot`` (True: the animal
+        is in front of the background); ``DESCR``.
 
     Raises
     ------
@@ -284,6 +286,7 @@ def load_pug(
             f"backgrounds, {image_size}x{image_size}, split={split!r}."
         ),
         return_X_y=return_X_y,
+        background=True,
         animal_names=list(animal_names),
         background_names=list(background_names),
         frame=frame.iloc[rows].reset_index(drop=True),

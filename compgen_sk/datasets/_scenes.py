@@ -259,7 +259,8 @@ def make_object_scenes(
         object x background pair of the first object); ``held_out`` (the
         boolean objects x backgrounds matrix of held-out pairs);
         ``object_names``; ``background_names``; ``exchangeable_slots``
-        (False: an object and a background play different roles); ``DESCR``.
+        (False: an object and a background play different roles);
+        ``background_slot`` (True); ``DESCR``.
 
     Examples
     --------
@@ -322,6 +323,7 @@ def make_object_scenes(
             f"held out; split={split!r}."
         ),
         return_X_y=return_X_y,
+        background=True,
         held_out=held_out,
         object_names=object_names,
         background_names=background_names,
