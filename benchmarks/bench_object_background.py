@@ -1,6 +1,7 @@
 """A decoder that draws the background and the object apart, on object scenes.
 
     python benchmarks/bench_object_background.py [--epochs 150] [--seeds 0 1 2]
+                                                 [--kl-weight 0.05]
                                                  [--estimator [--as-loop]]
                                                  [--n-jobs 3]
 
@@ -8,7 +9,8 @@ Slot 0 is drawn full-frame by an MLP renderer (the background), slot 1 by a
 transposed-convolution renderer with an alpha channel, composited over it
 (``x_hat = alpha * object + (1 - alpha) * background``, the decoder that
 ``MaskedDecoder(renderer="conv", background="mlp")`` builds for two slots), with
-a VAE's encoder (KL weight 0.05 on the per-image summed squared error). Trained
+a VAE's encoder (KL weight 0.05 on the per-image summed squared error, or
+``--kl-weight``). Trained
 on 3,000 ID scenes of :func:`~compgen_sk.datasets.make_object_scenes` (32 px):
 by default with a plain loop over the package's torch modules (Adam at 1e-3,
 batches of 64, every epoch); with ``--estimator`` as a
@@ -35,7 +37,7 @@ SLOT_DIM = 12
 SIZE = 32
 
 
-def fit_estimator(X, seed, epochs, as_loop=False):
+def fit_estimator(X, seed, epochs, kl_weight, as_loop=False):
     """The decoder as a :class:`~compgen_sk.GenerativeInverter` fitted on X."""
     import warnings
 
@@ -48,7 +50,7 @@ def fit_estimator(X, seed, epochs, as_loop=False):
         n_slots=2,
         slot_dim=SLOT_DIM,
         decoder=MaskedDecoder("conv", background="mlp"),
-        kl_weight=0.05,
+        kl_weight=kl_weight,
         max_epochs=epochs,
         random_state=seed,
         **training,
@@ -59,7 +61,7 @@ def fit_estimator(X, seed, epochs, as_loop=False):
     return model
 
 
-def fit_loop(X, train, epochs):
+def fit_loop(X, train, epochs, kl_weight):
     """The decoder trained by a plain loop: fit seconds, and the function that
     infers slots (encoder, then ``steps`` of search) of rows of ``X``."""
     import torch
@@ -102,7 +104,7 @@ def fit_loop(X, train, epochs):
             z = mean + torch.randn_like(mean) * (0.5 * log_var).exp()
             error = (decoder(z) - x).pow(2).sum((1, 2, 3)).mean()
             kl = gaussian_kl(mean, log_var).mean()
-            loss = (error + 0.05 * kl) / n_pixels
+            loss = (error + kl_weight * kl) / n_pixels
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -119,7 +121,7 @@ def fit_loop(X, train, epochs):
     return fit_seconds, slots
 
 
-def run(seed, epochs, search_steps, estimator, as_loop=False):
+def run(seed, epochs, search_steps, estimator, kl_weight=0.05, as_loop=False):
     import torch
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -142,7 +144,7 @@ def run(seed, epochs, search_steps, estimator, as_loop=False):
     ood = np.flatnonzero(scenes.ood)[:600]
     if estimator:
         start = time.perf_counter()
-        model = fit_estimator(scenes.images[train], seed, epochs, as_loop)
+        model = fit_estimator(scenes.images[train], seed, epochs, kl_weight, as_loop)
         fit_seconds = time.perf_counter() - start
 
         def slots(rows, steps):
@@ -150,7 +152,7 @@ def run(seed, epochs, search_steps, estimator, as_loop=False):
             return model.transform(scenes.images[rows]).reshape(len(rows), 2, -1)
 
     else:
-        fit_seconds, slots = fit_loop(X, train, epochs)
+        fit_seconds, slots = fit_loop(X, train, epochs, kl_weight)
 
     rows = []
     fit_rows = train[:1000]
@@ -175,15 +177,16 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--search-steps", type=int, default=100)
+    parser.add_argument("--kl-weight", type=float, default=0.05)
     parser.add_argument("--estimator", action="store_true")
     parser.add_argument("--as-loop", action="store_true")
     parser.add_argument("--n-jobs", type=int, default=1)
     args = parser.parse_args(argv)
     if args.as_loop and not args.estimator:
         parser.error("--as-loop applies to --estimator only")
+    task = (args.epochs, args.search_steps, args.estimator)
     results = Parallel(n_jobs=args.n_jobs)(
-        delayed(run)(seed, args.epochs, args.search_steps, args.estimator, args.as_loop)
-        for seed in args.seeds
+        delayed(run)(seed, *task, args.kl_weight, args.as_loop) for seed in args.seeds
     )
     table = pd.DataFrame([row for rows in results for row in rows])
     with pd.option_context("display.width", 250, "display.max_columns", 20):

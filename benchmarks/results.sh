@@ -35,6 +35,10 @@ run object-background python benchmarks/bench_object_background.py --n-jobs 3
 run object-background-40 python benchmarks/bench_object_background.py --n-jobs 3 --epochs 40
 run object-background-estimator python benchmarks/bench_object_background.py --n-jobs 3 --estimator
 run object-background-as-loop python benchmarks/bench_object_background.py --n-jobs 3 --estimator --as-loop
+for kl in 0.2 0.5 1; do
+    run "object-background-40-kl$kl" python benchmarks/bench_object_background.py \
+        --n-jobs 2 --epochs 40 --seeds 0 2 --kl-weight "$kl"
+done
 run sprites-l16 $bench --datasets sprites-l16 --csv "$out/sprites-l16.csv" \
     --generator-params 'decoder=AdditiveDecoder(shared=True), consistency_weight=0.1, consistency_warmup=25'
 run shared $bench --datasets sprites-l16 twin-balls balls --csv "$out/shared.csv" \
