@@ -639,7 +639,8 @@ def test_object_scenes_comparison_draws_the_background_apart():
     fitted, _ = generator(comparison)
     assert fitted.decoder.get_params() == OCCLUSION["decoder"].get_params()
     assert fitted.decoder is not OCCLUSION["decoder"]  # the registry's stays unfitted
-    assert fitted.kl_weight == 0.05 and not fitted.decoder.exchangeable_slots
+    assert fitted.kl_weight == OCCLUSION["kl_weight"]
+    assert not fitted.decoder.exchangeable_slots
     own = Settings(**{**vars(settings), "generator_params": {"kl_weight": 0.1}})
     fitted, _ = generator(Comparison(own, load_split(own, 0), 0))
     assert fitted.kl_weight == 0.1 and fitted.decoder.background == "mlp"

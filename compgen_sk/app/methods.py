@@ -23,10 +23,12 @@ RENDERER = "mlp"
 #: The generator for objects in front of a background (data whose Bunch says
 #: ``background_slot``): slot 0 draws the background over the whole frame,
 #: slot 1 the object with a mask over it, in a VAE (the decoder guide's
-#: occlusion recipe). Without it every slot holds the background.
+#: occlusion recipe). Without it every slot holds the background. The KL
+#: weight keeps the object's slot and mask small enough to leave the
+#: background out of them.
 OCCLUSION = {
     "decoder": MaskedDecoder("conv", background="mlp"),
-    "kl_weight": 0.05,
+    "kl_weight": 0.5,
 }
 
 
