@@ -10,8 +10,8 @@ transposed-convolution renderer with an alpha channel, composited over it
 (``x_hat = alpha * object + (1 - alpha) * background``, the decoder that
 ``MaskedDecoder(renderer="conv", background="mlp")`` builds for two slots), with
 a VAE's encoder (KL weight 0.05 on the per-image summed squared error, or
-``--kl-weight``). Trained
-on 3,000 ID scenes of :func:`~compgen_sk.datasets.make_object_scenes` (32 px):
+``--kl-weight``). Trained on 3,000 ID scenes of
+:func:`~compgen_sk.datasets.make_object_scenes` (32 px):
 by default with a plain loop over the package's torch modules (Adam at 1e-3,
 batches of 64, every epoch); with ``--estimator`` as a
 :class:`~compgen_sk.GenerativeInverter` at its defaults otherwise (its
@@ -20,8 +20,9 @@ trained as the loop is (Adam, a constant learning rate, every epoch). A linear
 readout of object and background identity is then fitted on the slots of 1,000
 of the training scenes, from each slot alone, and scored on 600 ID test and 600
 OOD scenes (held-out object x background pairs), with the encoder's slots and
-after 100 steps of gradient search from them. A decoder that separates the two reads the
-object from slot 1 and not the background. Prints each seed, then mean ± std.
+after 100 steps of gradient search from them. A decoder that separates the two
+reads the object from slot 1 and not the background. Prints each seed, then
+mean ± std.
 """
 
 from __future__ import annotations
@@ -184,9 +185,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.as_loop and not args.estimator:
         parser.error("--as-loop applies to --estimator only")
-    task = (args.epochs, args.search_steps, args.estimator)
     results = Parallel(n_jobs=args.n_jobs)(
-        delayed(run)(seed, *task, args.kl_weight, args.as_loop) for seed in args.seeds
+        delayed(run)(
+            seed,
+            args.epochs,
+            args.search_steps,
+            args.estimator,
+            kl_weight=args.kl_weight,
+            as_loop=args.as_loop,
+        )
+        for seed in args.seeds
     )
     table = pd.DataFrame([row for rows in results for row in rows])
     with pd.option_context("display.width", 250, "display.max_columns", 20):

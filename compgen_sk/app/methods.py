@@ -88,11 +88,12 @@ def generator(c):
     of the epochs, as Wiedemer et al. train theirs; for an object in front of
     a background (a background slot), :data:`OCCLUSION`."""
     s = c.settings
-    params = {"decoder": AdditiveDecoder(RENDERER, shared=c.split.exchangeable)}
     if c.split.background:
         params = copy.deepcopy(OCCLUSION)
-    elif c.split.exchangeable:
-        params.update(consistency_weight=1.0, consistency_warmup=s.epochs // 3)
+    else:
+        params = {"decoder": AdditiveDecoder(RENDERER, shared=c.split.exchangeable)}
+        if c.split.exchangeable:
+            params.update(consistency_weight=1.0, consistency_warmup=s.epochs // 3)
     estimator = GenerativeInverter(**{**params, **s.generator_params})
     return c.fit("generator", estimator)
 
