@@ -196,6 +196,7 @@ def main(argv=None):
         ("40 epochs, KL 0.5", out / "object-background-40-kl0.5.log", _log),
         ("40 epochs, KL 1", out / "object-background-40-kl1.log", _log),
         ("KL 0.5, seed 1", out / "object-background-40-kl0.5-seed1.log", _log),
+        ("which initializations separate", out / "object-inits.log", _log),
         ("sprites-l16, shared + consistency", out / "sprites-l16.csv", training_table),
         ("shared renderer", out / "shared.csv", training_table),
         ("consistency and restarts", out / "consistency.csv", consistency_table),

@@ -640,6 +640,8 @@ def test_object_scenes_comparison_draws_the_background_apart():
     assert fitted.decoder.get_params() == OCCLUSION["decoder"].get_params()
     assert fitted.decoder is not OCCLUSION["decoder"]  # the registry's stays unfitted
     assert fitted.kl_weight == OCCLUSION["kl_weight"]
+    assert len(fitted.init_losses_) == OCCLUSION["n_init"] > 1
+    assert fitted.init_losses_[fitted.best_init_] == min(fitted.init_losses_)
     assert not fitted.decoder.exchangeable_slots
     own = Settings(**{**vars(settings), "generator_params": {"kl_weight": 0.1}})
     fitted, _ = generator(Comparison(own, load_split(own, 0), 0))
