@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every command of the Results page (docs/results.rst), one after another; each
 # one's output goes to OUT/<name>.log (and its CSVs and figures to OUT/<name>/).
-#   bash benchmarks/results.sh [OUT]        # about 8 hours on 2 CPU cores
+#   bash benchmarks/results.sh [OUT]        # about 8.5 hours on 2 CPU cores
 # The thread-policy table (bench_parallel.py) times work beside a busy process:
 # run it last, on a machine with nothing else running.
 set -uo pipefail
@@ -47,8 +47,12 @@ for kl in 0.05 0.5; do
     run "object-transformer-16-kl$kl" $inits16 --decoder transformer --kl-weight "$kl"
 done
 run object-masked-16 $inits16
-run object-transformer-32 python benchmarks/bench_object_inits.py --data-seeds 0 --inits 0 \
-    --decoder transformer --kl-weight 0.5
+run object-transformer-16-120 python benchmarks/bench_object_inits.py --data-seeds 0 --inits 0 \
+    --image-size 16 --decoder transformer --kl-weight 0.5 --epochs 120
+for kl in 0.05 0.5; do
+    run "object-transformer-32-kl$kl" python benchmarks/bench_object_inits.py --data-seeds 0 \
+        --inits 0 --decoder transformer --kl-weight "$kl"
+done
 run sprites-l16 $bench --datasets sprites-l16 --csv "$out/sprites-l16.csv" \
     --generator-params 'decoder=AdditiveDecoder(shared=True), consistency_weight=0.1, consistency_warmup=25'
 run shared $bench --datasets sprites-l16 twin-balls balls --csv "$out/shared.csv" \
