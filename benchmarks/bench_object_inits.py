@@ -4,7 +4,7 @@ and whether their training loss says so.
     python benchmarks/bench_object_inits.py [--data-seeds 0 1 2] [--inits 0 1 2]
                                             [--epochs 40] [--n-jobs 2]
                                             [--decoder masked] [--kl-weight 0.5]
-                                            [--image-size 32]
+                                            [--image-size 32] [--device cpu]
 
 For each data seed, 6,000 scenes of :func:`~compgen_sk.datasets.make_object_scenes`
 (``--image-size`` px) and 3,600 of the ID scenes to train on; for each
@@ -12,7 +12,8 @@ initialization, a generator fitted once (``n_init=1``, ``random_state`` the
 initialization) for ``--epochs``: by default the generator of ``compgen-sk
 compare --dataset objects`` (:data:`~compgen_sk.app.methods.OCCLUSION`);
 ``--decoder transformer`` puts the cross-attention decoder with the interaction
-penalty (weight 0.05) in its place. A linear readout of object and background
+penalty (weight 0.05) in its place; ``--device`` trains and searches there (e.g.
+``cuda``). A linear readout of object and background
 identity from each slot is fitted on the slots of 600 training scenes and scored
 on 300 ID test and 300 OOD scenes (held-out object x background pairs), with the
 encoder's slots and after 100 steps of gradient search. Prints one row per fit,
@@ -37,7 +38,10 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 
-def run(data_seed, init, epochs, decoder="masked", kl_weight=None, image_size=32):
+def run(
+    data_seed, init, epochs, decoder="masked", kl_weight=None, image_size=32,
+    device="cpu",
+):  # fmt: skip
     import torch
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -63,7 +67,9 @@ def run(data_seed, init, epochs, decoder="masked", kl_weight=None, image_size=32
         params["decoder"] = TransformerDecoder(interaction_penalty=0.05)
     if kl_weight is not None:
         params["kl_weight"] = kl_weight
-    model = GenerativeInverter(**params, max_epochs=epochs, random_state=init)
+    model = GenerativeInverter(
+        **params, max_epochs=epochs, random_state=init, device=device
+    )
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "not converged": the loss still falls
@@ -107,8 +113,9 @@ def main(argv=None):
     parser.add_argument("--kl-weight", type=float, default=None,
                         help="default: the comparison's (OCCLUSION)")  # fmt: skip
     parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda …")
     args = parser.parse_args(argv)
-    model = (args.epochs, args.decoder, args.kl_weight, args.image_size)
+    model = (args.epochs, args.decoder, args.kl_weight, args.image_size, args.device)
     rows = Parallel(n_jobs=args.n_jobs)(
         delayed(run)(data_seed, init, *model)
         for data_seed in args.data_seeds
