@@ -43,9 +43,7 @@ def run(
     device="cpu",
 ):  # fmt: skip
     import torch
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from bench_object_slots import _readout
 
     from compgen_sk import GenerativeInverter, GradientSearch, TransformerDecoder
     from compgen_sk.app.methods import OCCLUSION
@@ -91,13 +89,10 @@ def run(
             for part, rows in (("fit", fit_rows), ("id", test), ("ood", ood))
         }
         for slot, suffix in ((1, ""), (0, " in slot 0")):
+            parts = [slots[part][:, slot] for part in ("fit", "id", "ood")]
             for name, y in labels.items():
-                probe = make_pipeline(
-                    StandardScaler(), LogisticRegression(max_iter=2000)
-                )
-                probe.fit(slots["fit"][:, slot], y[fit_rows])
-                for part, rows in (("ID", test), ("OOD", ood)):
-                    score = probe.score(slots[part.lower()][:, slot], y[rows])
+                scores = _readout(*parts, y, (fit_rows, test, ood))
+                for part, score in zip(("ID", "OOD"), scores):
                     row[f"{method}: {name}{suffix} {part}"] = round(score, 3)
     return row
 
