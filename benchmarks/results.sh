@@ -42,16 +42,16 @@ done
 run object-background-40-kl0.5-seed1 python benchmarks/bench_object_background.py \
     --epochs 40 --seeds 1 --kl-weight 0.5
 run object-inits python benchmarks/bench_object_inits.py
-inits16="python benchmarks/bench_object_inits.py --data-seeds 0 --inits 0 1 --image-size 16"
+seed0="python benchmarks/bench_object_inits.py --data-seeds 0"
 for kl in 0.05 0.5; do
-    run "object-transformer-16-kl$kl" $inits16 --decoder transformer --kl-weight "$kl"
+    run "object-transformer-16-kl$kl" $seed0 --inits 0 1 --image-size 16 \
+        --decoder transformer --kl-weight "$kl"
 done
-run object-masked-16 $inits16
-run object-transformer-16-120 python benchmarks/bench_object_inits.py --data-seeds 0 --inits 0 \
-    --image-size 16 --decoder transformer --kl-weight 0.5 --epochs 120
+run object-masked-16 $seed0 --inits 0 1 --image-size 16
+run object-transformer-16-120 $seed0 --inits 0 --image-size 16 --decoder transformer \
+    --kl-weight 0.5 --epochs 120
 for kl in 0.05 0.5; do
-    run "object-transformer-32-kl$kl" python benchmarks/bench_object_inits.py --data-seeds 0 \
-        --inits 0 --decoder transformer --kl-weight "$kl"
+    run "object-transformer-32-kl$kl" $seed0 --inits 0 --decoder transformer --kl-weight "$kl"
 done
 run sprites-l16 $bench --datasets sprites-l16 --csv "$out/sprites-l16.csv" \
     --generator-params 'decoder=AdditiveDecoder(shared=True), consistency_weight=0.1, consistency_warmup=25'
