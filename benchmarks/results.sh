@@ -50,6 +50,9 @@ done
 run object-masked-16 $seed0 --inits 0 1 --image-size 16
 run object-transformer-16-120 $seed0 --inits 0 --image-size 16 --decoder transformer \
     --kl-weight 0.5 --epochs 120
+run object-transformer-16-replay $seed0 --inits 0 --image-size 16 --decoder transformer \
+    --kl-weight 0.05 --replay
+run object-two $seed0 --inits 0 1 --n-objects 2 --slot-dim 12
 for kl in 0.05 0.5; do
     run "object-transformer-32-kl$kl" $seed0 --inits 0 --decoder transformer --kl-weight "$kl"
 done

@@ -201,6 +201,8 @@ def main(argv=None):
         ("transformer, 16 px, KL 0.5", out / "object-transformer-16-kl0.5.log", _log),
         ("the recipe's decoder, 16 px", out / "object-masked-16.log", _log),
         ("transformer, 16 px, 120 epochs", out / "object-transformer-16-120.log", _log),
+        ("transformer, 16 px, replay", out / "object-transformer-16-replay.log", _log),
+        ("two objects", out / "object-two.log", _log),
         ("transformer, 32 px, KL 0.05", out / "object-transformer-32-kl0.05.log", _log),
         ("transformer, 32 px, KL 0.5", out / "object-transformer-32-kl0.5.log", _log),
         ("sprites-l16, shared + consistency", out / "sprites-l16.csv", training_table),
