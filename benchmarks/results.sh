@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every command of the Results page (docs/results.rst), one after another; each
 # one's output goes to OUT/<name>.log (and its CSVs and figures to OUT/<name>/).
-#   bash benchmarks/results.sh [OUT]        # about 8.5 hours on 2 CPU cores
+#   bash benchmarks/results.sh [OUT]        # about 9 hours on 2 CPU cores
 # The thread-policy table (bench_parallel.py) times work beside a busy process:
 # run it last, on a machine with nothing else running.
 set -uo pipefail
@@ -42,6 +42,7 @@ done
 run object-background-40-kl0.5-seed1 python benchmarks/bench_object_background.py \
     --epochs 40 --seeds 1 --kl-weight 0.5
 run object-inits python benchmarks/bench_object_inits.py
+run object-inits-12 python benchmarks/bench_object_inits.py --slot-dim 12
 seed0="python benchmarks/bench_object_inits.py --data-seeds 0"
 for kl in 0.05 0.5; do
     run "object-transformer-16-kl$kl" $seed0 --inits 0 1 --image-size 16 \

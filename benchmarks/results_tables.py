@@ -197,6 +197,7 @@ def main(argv=None):
         ("40 epochs, KL 1", out / "object-background-40-kl1.log", _log),
         ("KL 0.5, seed 1", out / "object-background-40-kl0.5-seed1.log", _log),
         ("which initializations separate", out / "object-inits.log", _log),
+        ("the same, slots of 12", out / "object-inits-12.log", _log),
         ("transformer, 16 px, KL 0.05", out / "object-transformer-16-kl0.05.log", _log),
         ("transformer, 16 px, KL 0.5", out / "object-transformer-16-kl0.5.log", _log),
         ("the recipe's decoder, 16 px", out / "object-masked-16.log", _log),
