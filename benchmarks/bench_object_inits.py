@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import time
 import warnings
 
@@ -45,9 +46,18 @@ from joblib import Parallel, delayed
 
 
 def run(
-    data_seed, init, epochs, decoder="masked", kl_weight=None, image_size=32,
-    device="cpu", replay=False, n_objects=1, slot_dim=4,
-):  # fmt: skip
+    data_seed,
+    init,
+    *,
+    epochs=40,
+    decoder="masked",
+    kl_weight=None,
+    image_size=32,
+    device="cpu",
+    replay=False,
+    n_objects=1,
+    slot_dim=4,
+):
     import torch
     from bench_object_slots import _readout
 
@@ -147,12 +157,13 @@ def main(argv=None):
     parser.add_argument("--n-objects", type=int, choices=[1, 2], default=1)
     parser.add_argument("--slot-dim", type=int, default=4)
     args = parser.parse_args(argv)
-    model = (
-        args.epochs, args.decoder, args.kl_weight, args.image_size, args.device,
-        args.replay, args.n_objects, args.slot_dim,
-    )  # fmt: skip
+    settings = {
+        name: getattr(args, name)
+        for name in inspect.signature(run).parameters
+        if name not in ("data_seed", "init")
+    }
     rows = Parallel(n_jobs=args.n_jobs)(
-        delayed(run)(data_seed, init, *model)
+        delayed(run)(data_seed, init, **settings)
         for data_seed in args.data_seeds
         for init in args.inits
     )
